@@ -1,0 +1,136 @@
+"""Regenerate tests/fixtures/golden_tinynet.{json,npz}: a QuantizedNetwork of the built-in ``tinynet``.
+
+The fixture is the contract test between producers (fb-search writes this shape) and consumers (fb-deploy reads
+it). Weights, BN statistics and inputs are random (seeded); the reference logits come from the plain numpy
+fake-quant forward below, using the grids documented in ``fb_schema._quantized_network``.
+
+    .venv/bin/python tools/make_golden_fixture.py
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from fb_schema import NetConfig, Precision, QuantizedNetwork, write_atomic
+from fb_schema.topologies import INPUT, tinynet
+
+OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "golden_tinynet.json"
+BITS = {"conv0": (8, 8), "dw1": (4, 4), "fc": (4, 4)}  # (b_in, b_wt)
+
+
+def quant(x, scale, bits, signed):
+    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    return np.clip(np.round(x / scale), lo, hi) * scale
+
+
+def conv_nhwc(x, w, stride, pad, groups):
+    """Direct convolution, x (N,H,W,C), w HWIO (I = C/groups)."""
+    t, l, b, r = pad
+    x = np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
+    kh, kw, ci, co = w.shape
+    n, h, wd, _ = x.shape
+    oh, ow = (h - kh) // stride[0] + 1, (wd - kw) // stride[1] + 1
+    out = np.zeros((n, oh, ow, co))
+    per_group = co // groups
+    for g in range(groups):
+        xs = x[..., g * ci : (g + 1) * ci]
+        ws = w[..., g * per_group : (g + 1) * per_group]
+        for i in range(kh):
+            for j in range(kw):
+                patch = xs[:, i : i + stride[0] * oh : stride[0], j : j + stride[1] * ow : stride[1], :]
+                out[..., g * per_group : (g + 1) * per_group] += patch @ ws[i, j]
+    return out
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    topo = tinynet()
+    config = NetConfig.homogeneous(topo, 8, 8).with_precisions({name: Precision(*b) for name, b in BITS.items()})
+    # Output precision of a tensor = b_in of its (conv) consumer; adds and pools consume 8-bit tensors.
+    out_bits = {"conv0": config.layer("dw1").b_in, "dw1": 8, "add1": 8, "pool": config.layer("fc").b_in, "fc": 32}
+    arrays: dict[str, np.ndarray] = {}
+    inputs = np.round(rng.uniform(0, 1, (4, 8, 8, 1)) * 255) / 255
+    arrays["ref_inputs"] = inputs.astype(np.float32)
+    nodes, tensors, values = [], {}, {INPUT: inputs}
+    for layer in topo.layers:
+        lt = layer.layer_type
+        node = {
+            "name": layer.name,
+            "op": lt.op,
+            "inputs": list(layer.inputs),
+            "output": layer.name,
+            "layer_type": lt.key,
+            "weight": None,
+            "bias": None,
+            "bn": None,
+            "w_quant": None,
+        }
+        x = [values[t] for t in layer.inputs]
+        if lt.configurable:
+            b_wt = config.layer(layer.name).b_wt
+            w = rng.normal(0, 0.5, lt.weight_shape_hwio)
+            w_scale = np.abs(w).reshape(-1, lt.out_ch).max(0) / 2 ** (b_wt - 1)
+            arrays[f"{layer.name}.w"] = w.astype(np.float32)
+            arrays[f"{layer.name}.w_scale"] = w_scale.astype(np.float32)
+            node["weight"], node["w_quant"] = (
+                f"{layer.name}.w",
+                {"bits": b_wt, "scale": f"{layer.name}.w_scale", "per_channel": True},
+            )
+            wq = quant(w, w_scale, b_wt, True)
+            if lt.op == "linear":
+                y = x[0].reshape(len(x[0]), -1) @ wq
+                arrays[f"{layer.name}.b"] = rng.normal(0, 0.1, lt.out_ch).astype(np.float32)
+                node["bias"] = f"{layer.name}.b"
+                y = y + arrays[f"{layer.name}.b"]
+            else:
+                y = conv_nhwc(x[0], wq, lt.stride, lt.padding, lt.groups)
+                bn = {
+                    "gamma": rng.uniform(0.5, 1.5, lt.out_ch),
+                    "beta": rng.normal(0.2, 0.1, lt.out_ch),
+                    "mean": y.mean((0, 1, 2)),
+                    "var": y.var((0, 1, 2)) + 0.01,
+                }
+                for k, v in bn.items():
+                    arrays[f"{layer.name}.bn.{k}"] = v.astype(np.float32)
+                node["bn"] = {k: f"{layer.name}.bn.{k}" for k in bn} | {"eps": 1e-5}
+                bn32 = {k: arrays[f"{layer.name}.bn.{k}"].astype(np.float64) for k in bn}
+                y = (y - bn32["mean"]) / np.sqrt(bn32["var"] + 1e-5) * bn32["gamma"] + bn32["beta"]
+        elif lt.op == "add":
+            y = x[0] + x[1]
+        else:
+            y = x[0].mean(axis=(1, 2), keepdims=True)
+        bits = out_bits[layer.name]
+        if bits == 32:
+            tensors[layer.name] = {"bits": 32, "signed": True, "scale": tensors[layer.inputs[0]]["scale"]}
+        else:
+            signed = layer.act == "none" and bool((y < 0).any())
+            if layer.act == "relu6":
+                y = np.clip(y, 0, 6)
+            scale = float(np.abs(y).max()) / (2 ** (bits - 1) if signed else 2**bits - 1)
+            tensors[layer.name] = {"bits": bits, "signed": signed, "scale": scale}
+            y = quant(y, scale, bits, signed)
+        values[layer.name] = y
+        nodes.append(node)
+    arrays["ref_logits"] = values[topo.output].astype(np.float32)
+    doc = {
+        "schema": "freebits/quantized-network/v1",
+        "network": topo.name,
+        "config_sha256": config.sha256(),
+        "input": {"tensor": INPUT, "shape_nhwc": [1, 8, 8, 1], "bits": 8, "signed": False, "scale": 1 / 255},
+        "nodes": nodes,
+        "tensors": tensors,
+        "reference": {"inputs": "ref_inputs", "logits": "ref_logits"},
+    }
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_atomic(QuantizedNetwork.npz_for(OUT), buf.getvalue())
+    QuantizedNetwork(doc, QuantizedNetwork.npz_for(OUT)).save(OUT)
+    config.save(OUT.with_name("golden_tinynet.config.json"))
+    print(f"wrote {OUT} and its .npz ({len(arrays)} arrays)")
+
+
+if __name__ == "__main__":
+    main()
