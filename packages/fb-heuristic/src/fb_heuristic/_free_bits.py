@@ -1,0 +1,121 @@
+"""The free-bits heuristic: Algorithm 1 of Rutishauser et al., "Free Bits" (arXiv 2307.02894)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fb_schema import LatencyTable, LayerConfig, MissingLatencyError, NetConfig, Precision, all_pairs
+
+ON_MISSING = ("error", "keep")
+
+
+def best_pair(
+    current: Precision, latency: dict[Precision, int], allowed: Iterable[Precision], b_in_fixed: bool = False
+) -> Precision:
+    """The fastest allowed pair that is at least as precise as ``current`` and no slower than it.
+
+    Ties go to more total bits, then more weight bits (more accuracy at equal latency). ``latency`` must hold
+    ``current`` and every candidate.
+
+    Example:
+        >>> lat = {Precision(4, 4): 100, Precision(8, 4): 120, Precision(4, 8): 90, Precision(8, 8): 90}
+        >>> best_pair(Precision(4, 4), lat, lat)
+        Precision(b_in=8, b_wt=8)
+    """
+    lat0 = latency[current]
+    candidates = [
+        p for p in allowed if p.higher(current) and (not b_in_fixed or p.b_in == current.b_in) and latency[p] <= lat0
+    ]
+    candidates.append(current)
+    return min(candidates, key=lambda p: (latency[p], -p.total_bits, -(p.b_wt or 0)))
+
+
+def free_bits(
+    net: NetConfig,
+    table: LatencyTable,
+    allowed: Iterable[int] | None = None,
+    on_missing: str = "error",
+) -> NetConfig:
+    """Apply the free-bits heuristic to every layer of ``net`` independently.
+
+    Each configurable layer moves to the pair that is ``higher()`` than its own (never less precise) with the
+    lowest profiled latency not above its own (never slower). Fixed inputs and add/avgpool never change.
+
+    Args:
+        net: the configuration to improve.
+        table: latencies of the target (the paper's LD).
+        allowed: bit widths the result may use (default: the table's ``allowed_bits``).
+        on_missing: ``"error"`` raises MissingLatencyError naming the key and pair; ``"keep"`` leaves a layer
+            with any missing entry unchanged.
+
+    Returns:
+        A new NetConfig with provenance ``method="fb"``, the parent's and the table's sha256, and its latency.
+
+    Example:
+        >>> from fb_schema import LatencyTable, Target
+        >>> from fb_schema.topologies import tinynet
+        >>> net = NetConfig.homogeneous(tinynet(), 4, 4)
+        >>> lat = lambda key, a, w: 100 if (a, w) == (8, 8) else 150  # 8b/8b is the fastest pair everywhere
+        >>> entries = {(k, a, w): lat(k, a, w) for k, t in net.layer_types.items()
+        ...            for a in (2, 4, 8) for w in ((2, 4, 8) if t.configurable else (None,))}
+        >>> table = LatencyTable(Target("demo", "xpulpv2"), net.layer_types, entries)
+        >>> [str(l.precision) for l in free_bits(net, table).layers]
+        ['8b/8b', '8b/8b', '8b/-', '8b/-', '8b/8b']
+    """
+    if on_missing not in ON_MISSING:
+        raise ValueError(f"on_missing must be one of {ON_MISSING}, got {on_missing!r}")
+    bits = tuple(sorted(allowed)) if allowed is not None else table.target.allowed_bits
+    pairs = all_pairs(bits)
+    new: dict[str, Precision] = {}
+    for layer in net.layers:
+        if layer.b_wt is None:
+            continue
+        key = net.layer_types[layer.layer_type].key
+        needed = [layer.precision] + [p for p in pairs if p.higher(layer.precision) and p != layer.precision]
+        latency = {}
+        for p in needed:
+            if table.has(key, p):
+                latency[p] = table.latency(key, p)
+            elif on_missing == "error":
+                raise MissingLatencyError(key, p.b_in, p.b_wt, f"latency table {table.target.name}")
+        if len(latency) < len(needed):
+            continue  # on_missing == "keep"
+        new[layer.name] = best_pair(layer.precision, latency, needed[1:], layer.b_in_fixed)
+    result = net.with_precisions(
+        new, method="fb", parent=net.sha256(), table_sha256=table.sha256(), target=table.target.name
+    )
+    total = network_latency(result, table, on_missing)
+    return _with_latency(result, table.target.name, total)
+
+
+def layer_latency(layer: LayerConfig, net: NetConfig, table: LatencyTable) -> int:
+    return table.latency(net.layer_types[layer.layer_type].key, layer.precision)
+
+
+def network_latency(net: NetConfig, table: LatencyTable, on_missing: str = "error") -> int:
+    """Network latency under layer-by-layer execution: the sum of every layer's table entry (adds and pools too).
+
+    With ``on_missing="keep"`` layers without an entry count as 0 (the caller asked to skip them).
+
+    Example:
+        >>> from fb_schema import LayerType, Target
+        >>> from fb_schema.topologies import tinynet
+        >>> net = NetConfig.homogeneous(tinynet(), 8, 8)
+        >>> entries = {(l.layer_type, l.b_in, l.b_wt): 10 for l in net.layers}
+        >>> network_latency(net, LatencyTable(Target("demo", "xpulpv2"), net.layer_types, entries))
+        50
+    """
+    total = 0
+    for layer in net.layers:
+        key = net.layer_types[layer.layer_type].key
+        if on_missing == "keep" and not table.has(key, layer.precision):
+            continue
+        total += table.latency(key, layer.precision)
+    return total
+
+
+def _with_latency(net: NetConfig, target: str, cycles: int) -> NetConfig:
+    metrics = dict(net.metrics)
+    metrics["latency"] = {**metrics.get("latency", {}), target: cycles}
+    metrics["bops"] = net.bops()
+    return NetConfig(net.network, net.layer_types, net.layers, net.provenance, metrics)
