@@ -1,0 +1,24 @@
+"""The embedded default: digitsnet on scikit-learn's digits, three PULP ISAs from the built-in latency model.
+
+Command:  make demo          (= .venv/bin/python tools/freebits.py configs/demo.py)
+Expected: runs/demo/report.md, results.json, pareto_pulp-*.png, fig1_throughput.png and one DORY model
+          directory per fine-tuned config under runs/demo/deploy/; float accuracy ≥ 97 % on the 540 validation
+          images; every free-bits child no slower than its Bayesian Bits parent on every target.
+"""
+
+
+def get_config():
+    return {
+        "name": "demo",
+        "network": "digitsnet",
+        "data": "digits",
+        "seed": 0,
+        "float_steps": 600,
+        "search_steps": 300,
+        "variants": ("orig", "locked"),
+        "mus": (0.0, 0.01, 0.03, 0.1, 0.3),
+        "targets": ("pulp-model:xpulpv2", "pulp-model:xpulpnn1", "pulp-model:xpulpnn2"),
+        "margins_pp": (0.5, 1.5),
+        "latency_target_fraction": 0.8,
+        "finetune_steps": 200,
+    }

@@ -1,0 +1,69 @@
+"""Pipeline configs are Python files with a ``get_config()`` returning a dict (big_vision style)."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+TARGET_PREFIX = "pulp-model:"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything one run needs; every field has the meaning documented in ``configs/demo.py``."""
+
+    name: str
+    network: str = "digitsnet"
+    network_params: dict[str, Any] = field(default_factory=dict)
+    data: str = "digits"
+    seed: int = 0
+    float_steps: int = 600
+    search_steps: int = 300
+    variants: tuple[str, ...] = ("orig", "locked")
+    mus: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1)
+    targets: tuple[str, ...] = ("pulp-model:xpulpv2", "pulp-model:xpulpnn1", "pulp-model:xpulpnn2")
+    allowed_bits: tuple[int, ...] = (2, 4, 8)
+    margins_pp: tuple[float, ...] = (0.5, 1.5)
+    latency_target_fraction: float = 0.8
+    finetune_steps: int = 200
+    reference_images: int = 8
+
+    def target_slug(self, target: str) -> str:
+        return target.replace(":", "-").replace("pulp-model-", "pulp-")
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Import ``path`` and build the PipelineConfig; unknown or ill-typed fields are one-line errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise click.ClickException(f"{path}: no such config file")
+    spec = importlib.util.spec_from_file_location(f"fb_pipeline_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise click.ClickException(f"{path}: expected a function get_config() returning a dict")
+    raw = dict(module.get_config())
+    known = PipelineConfig.__dataclass_fields__
+    for key in raw:
+        if key not in known:
+            raise click.ClickException(f"{path}: {key}: unknown field (known: {', '.join(sorted(known))})")
+    if "name" not in raw:
+        raise click.ClickException(f"{path}: name: a required field is missing")
+    for key, value in raw.items():
+        default = known[key].default
+        if isinstance(default, tuple):
+            raw[key] = tuple(value)
+        elif isinstance(default, (int, float)) and not isinstance(value, (int, float)):
+            raise click.ClickException(f"{path}: {key}: expected a number, got {value!r}")
+    cfg = PipelineConfig(**raw)
+    for target in cfg.targets:
+        if not target.startswith(TARGET_PREFIX):
+            raise click.ClickException(f"{path}: targets: expected 'pulp-model:<isa>', got {target!r}")
+    for variant in cfg.variants:
+        if variant not in ("orig", "locked"):
+            raise click.ClickException(f"{path}: variants: expected 'orig' or 'locked', got {variant!r}")
+    return cfg

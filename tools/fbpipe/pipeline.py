@@ -1,0 +1,129 @@
+"""The whole run, top to bottom (one function you can read in order)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+import fb_search
+from fb_schema import NetConfig, write_json
+from fb_schema.topologies import get_topology
+from fbpipe import report, stages
+from fbpipe.config import PipelineConfig
+from fbpipe.run import Run
+
+STAGES = (
+    "float training",
+    "Bayesian Bits search",
+    "latency tables",
+    "homogeneous baselines",
+    "free bits",
+    "selection",
+    "TQT fine-tuning",
+    "integer deployment",
+    "report",
+)
+
+
+def plan(cfg: PipelineConfig, out: Path) -> str:
+    topo = get_topology(cfg.network, **cfg.network_params)
+    n_bb = len(cfg.variants) * len(cfg.mus)
+    lines = [
+        f"run {cfg.name!r} → {out}",
+        f"network {cfg.network} ({len(topo.layers)} layers, "
+        f"{len(topo.layer_types())} layer types), data {cfg.data}, seed {cfg.seed}",
+        f"1. float training: {cfg.float_steps} steps",
+        f"2. Bayesian Bits: variants {list(cfg.variants)} × μ {list(cfg.mus)} = {n_bb} runs of "
+        f"{cfg.search_steps} steps",
+        f"3. latency tables: {', '.join(cfg.targets)} × {len(cfg.allowed_bits) ** 2} pairs",
+        "4. baselines 8b/8b and 4b/4b",
+        f"5. free bits: {(n_bb + 1) * len(cfg.targets)} children",
+        f"6. selection: margins {list(cfg.margins_pp)} pp and latency ≤ {cfg.latency_target_fraction:.0%} "
+        "of 8b/8b per target",
+        f"7. TQT fine-tuning: {cfg.finetune_steps} steps per selected/baseline config",
+        "8. integerize, DORY export, check, verify",
+        "9. report.md, results.json, plots",
+    ]
+    return "\n".join(lines)
+
+
+def run_pipeline(cfg: PipelineConfig, out: Path) -> Path:
+    run = Run(cfg, out)
+    n = len(STAGES)
+    data = fb_search.load_data(cfg.data, seed=cfg.seed)
+    with run.stage(1, n, STAGES[0]):
+        float_ckpt = stages.train_float(run, data)
+    with run.stage(2, n, STAGES[1]):
+        bb = stages.search(run, data, float_ckpt)
+    with run.stage(3, n, STAGES[2]):
+        stages.profile(run)
+    with run.stage(4, n, STAGES[3]):
+        homog = stages.homogeneous_candidates(run, data, float_ckpt)
+    with run.stage(5, n, STAGES[4]):
+        children = stages.apply_free_bits(run, data, bb + homog)
+    candidates = bb + homog + children
+    with run.stage(6, n, STAGES[5]):
+        selection = stages.choose(run, candidates)
+    todo_ids = ["8b", "4b"] + [f"fb-{cfg.target_slug(t)}--4b" for t in cfg.targets]
+    todo_ids += [cid for picks in selection.values() for cid in picks.values()]
+    todo = stages.paths_for(run, todo_ids, candidates)
+    with run.stage(7, n, STAGES[6]):
+        finetuned = stages.finetune(run, data, todo)
+    with run.stage(8, n, STAGES[7]):
+        deployed = stages.deploy(run, data, finetuned)
+    with run.stage(9, n, STAGES[8]):
+        path = write_results(run, data, candidates, selection, finetuned, deployed)
+    return path
+
+
+def write_results(run: Run, data, candidates, selection, finetuned, deployed) -> Path:
+    cfg = run.cfg
+    tables = run.tables()
+    nets = {c.id: c.load(cfg.allowed_bits) for c in candidates}
+    results = {
+        "name": cfg.name,
+        "network": cfg.network,
+        "data": cfg.data,
+        "seed": cfg.seed,
+        "val_images": int(len(data.val_labels)),
+        "float_accuracy": stages.read_json(run.out / "checkpoints" / "float.json")["val_accuracy"],
+        "slugs": {t: cfg.target_slug(t) for t in cfg.targets},
+        "tables": {t: {"path": str(run.table_path(t)), "sha256": tables[t].sha256()} for t in cfg.targets},
+        "configs": {c.id: _config_record(c, nets[c.id], tables) for c in candidates},
+        "selection": {t: picks for t, picks in selection.items()},
+        "finetuned": finetuned,
+        "deployed": deployed,
+        "versions": report.versions(),
+    }
+    results["table1"] = report.table_one(results)
+    results["fb_effect"] = report.fb_effect(candidates, nets, tables)
+    results["diffs"] = report.diffs_of(results, nets, tables)
+    for target, slug in results["slugs"].items():
+        report.pareto_plot(results, target, run.out / f"pareto_{slug}.png")
+    import fb_profile
+
+    fb_profile.plot_throughput(list(tables.values()), run.out / "fig1_throughput.png")
+    results["timings"] = dict(run.timings)
+    results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    write_json(run.out / "results.json", results)
+    report.write_report(results, run.out)
+    click.echo(f"      wrote {run.out / 'report.md'}")
+    return run.out / "report.md"
+
+
+def _config_record(c, net: NetConfig, tables) -> dict:
+    from fb_heuristic import network_latency
+
+    return {
+        "path": str(c.path),
+        "sha256": net.sha256(),
+        "method": net.provenance.get("method"),
+        "seed": net.provenance.get("seed"),
+        "parent": c.parent,
+        "target": c.target,
+        "val_accuracy": net.metrics["val_accuracy"],
+        "bops": net.bops(),
+        "latency": {t: network_latency(net, table) for t, table in tables.items()},
+    }

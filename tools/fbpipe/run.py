@@ -1,0 +1,90 @@
+"""One run of the pipeline, stage by stage. Every stage skips work whose valid outputs already exist."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fb_schema import LatencyTable, NetConfig, SchemaError, read_json, write_json
+from fb_schema.topologies import get_topology
+from fbpipe.config import PipelineConfig
+
+
+@dataclass
+class Candidate:
+    """A configuration on offer for selection: its file, the checkpoint its weights come from, its parent."""
+
+    id: str
+    path: Path
+    checkpoint: str
+    parent: str | None = None
+    target: str | None = None  # FB children belong to one target
+
+    def load(self, allowed) -> NetConfig:
+        return NetConfig.load(self.path, allowed)
+
+
+@dataclass
+class Run:
+    cfg: PipelineConfig
+    out: Path
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.topology = get_topology(self.cfg.network, **self.cfg.network_params)
+        for sub in ("configs", "tables", "checkpoints", "finetune", "deploy"):
+            (self.out / sub).mkdir(parents=True, exist_ok=True)
+
+    # -- bookkeeping --------------------------------------------------------------------------------------------
+    def stage(self, index: int, total: int, title: str):
+        run = self
+
+        class _Stage:
+            def __enter__(self):
+                self.t0 = time.perf_counter()
+                click.secho(f"[{index}/{total}] {title}", bold=True)
+
+            def __exit__(self, *exc):
+                run.timings[title] = time.perf_counter() - self.t0
+                click.echo(f"      done in {run.timings[title]:.1f} s")
+
+        return _Stage()
+
+    def load_config(self, path: Path) -> NetConfig | None:
+        """A finished stage output, or None if absent or invalid (then the stage runs again)."""
+        if not path.exists():
+            return None
+        try:
+            return NetConfig.load(path, self.cfg.allowed_bits)
+        except SchemaError as exc:
+            click.echo(f"      re-running: {exc}")
+            return None
+
+    def table_path(self, target: str) -> Path:
+        return self.out / "tables" / f"{self.cfg.target_slug(target)}.json"
+
+    def tables(self) -> dict[str, LatencyTable]:
+        return {t: LatencyTable.load(self.table_path(t)) for t in self.cfg.targets}
+
+    def state(self) -> dict[str, Any]:
+        path = self.out / "state.json"
+        return read_json(path) if path.exists() else {}
+
+    def save_state(self, **updates: Any) -> None:
+        state = self.state()
+        state.update(updates)
+        write_json(self.out / "state.json", state)
+
+
+def with_accuracy(net: NetConfig, accuracy: float, stage: str, **extra: Any) -> NetConfig:
+    metrics = {**net.metrics, "val_accuracy": float(accuracy), "accuracy_stage": stage, **extra}
+    return NetConfig(net.network, net.layer_types, net.layers, net.provenance, metrics)
+
+
+def dump(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True)

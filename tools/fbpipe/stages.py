@@ -1,0 +1,212 @@
+"""The pipeline stages. Each reads and writes files under ``runs/<name>/`` and returns what later stages need."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+import fb_deploy
+import fb_profile
+import fb_search
+from fb_heuristic import free_bits, homogeneous, network_latency, select
+from fb_schema import NetConfig, QuantizedNetwork, read_json, write_json
+from fbpipe.run import Candidate, Run, with_accuracy
+
+
+def train_float(run: Run, data) -> str:
+    marker = run.out / "checkpoints" / "float.json"
+    if marker.exists():
+        info = read_json(marker)
+        click.echo(f"      reusing float checkpoint ({info['val_accuracy']:.2%})")
+        return info["checkpoint"]
+    ckpt, acc = fb_search.train_float(
+        run.topology, data, steps=run.cfg.float_steps, seed=run.cfg.seed, ckpt_dir=run.out / "checkpoints" / "float"
+    )
+    write_json(marker, {"checkpoint": str(ckpt), "val_accuracy": acc})
+    click.echo(f"      float accuracy {acc:.2%}")
+    return str(ckpt)
+
+
+def search(run: Run, data, float_ckpt: str) -> list[Candidate]:
+    """The Bayesian Bits μ sweep, both variants: one NetConfig (+ checkpoint) per (variant, μ)."""
+    out = []
+    for variant in run.cfg.variants:
+        for mu in run.cfg.mus:
+            cid = f"bb-{variant}-mu{mu:g}"
+            path = run.out / "configs" / f"{cid}.json"
+            net = run.load_config(path)
+            if net is None:
+                net = fb_search.search(
+                    run.topology,
+                    data,
+                    float_ckpt,
+                    variant=variant,
+                    mu=mu,
+                    steps=run.cfg.search_steps,
+                    seed=run.cfg.seed,
+                    out_dir=run.out / "checkpoints" / cid,
+                )
+                net.save(path)
+            click.echo(f"      {cid:<22} acc {net.metrics['val_accuracy']:.2%}  bops {net.bops():,}")
+            out.append(Candidate(cid, path, net.provenance["checkpoint"]))
+    return out
+
+
+def profile(run: Run) -> None:
+    """One latency table per target over the network's layer types (fb-profile's cache makes re-runs cheap)."""
+    for target in run.cfg.targets:
+        path = run.table_path(target)
+        if path.exists():
+            click.echo(f"      reusing {path.name}")
+            continue
+        table = fb_profile.sweep(
+            fb_profile.layer_types_of(run.topology),
+            target=target,
+            allowed_bits=run.cfg.allowed_bits,
+            cache_dir=run.out / "tables" / ".cache",
+            progress=True,
+        )
+        table.save(path)
+        click.echo(f"      wrote {path.name} ({len(table.entries)} entries)")
+
+
+def homogeneous_candidates(run: Run, data, float_ckpt: str) -> list[Candidate]:
+    """8b/8b and 4b/4b from the float checkpoint (BN re-estimated), scored at their precisions."""
+    base = NetConfig.homogeneous(run.topology, 8, 8, seed=run.cfg.seed, checkpoint=float_ckpt)
+    out = []
+    for bits in (8, 4):
+        cid = f"{bits}b"
+        path = run.out / "configs" / f"{cid}.json"
+        net = run.load_config(path)
+        if net is None:
+            net = homogeneous(base, bits) if bits != 8 else base
+            acc = fb_search.evaluate(net, float_ckpt, data)
+            net = with_accuracy(net, acc, "bb-eval")
+            net.save(path)
+        click.echo(f"      {cid:<22} acc {net.metrics['val_accuracy']:.2%}")
+        out.append(Candidate(cid, path, float_ckpt))
+    return out
+
+
+def apply_free_bits(run: Run, data, parents: list[Candidate]) -> list[Candidate]:
+    """Free bits on every parent for every target; each child is scored with its parent's weights."""
+    children = []
+    for target, table in run.tables().items():
+        slug = run.cfg.target_slug(target)
+        for parent in parents:
+            if parent.id == "8b":
+                continue  # nothing is more precise than 8b/8b
+            cid = f"fb-{slug}--{parent.id}"
+            path = run.out / "configs" / f"{cid}.json"
+            net = run.load_config(path)
+            if net is None:
+                before = parent.load(run.cfg.allowed_bits)
+                net = free_bits(before, table, run.cfg.allowed_bits)
+                if net.precisions() == before.precisions():
+                    acc = before.metrics["val_accuracy"]  # unchanged: same network, same score
+                else:
+                    acc = fb_search.evaluate(net, parent.checkpoint, data)
+                net = with_accuracy(net, acc, "bb-eval")
+                net.save(path)
+            before_lat = network_latency(parent.load(run.cfg.allowed_bits), table)
+            after_lat = network_latency(net, table)
+            click.echo(f"      {cid:<40} lat {after_lat / before_lat - 1:+6.1%}  acc {net.metrics['val_accuracy']:.2%}")
+            children.append(Candidate(cid, path, parent.checkpoint, parent.id, target))
+    return children
+
+
+def choose(run: Run, candidates: list[Candidate]) -> dict[str, dict[str, str]]:
+    """Per target: the fastest config within each accuracy margin of 8b/8b, and the best under a latency target."""
+    by_id = {c.id: c for c in candidates}
+    nets = {c.id: c.load(run.cfg.allowed_bits) for c in candidates}
+    ids = {id(n): cid for cid, n in nets.items()}
+    chosen: dict[str, dict[str, str]] = {}
+    for target, table in run.tables().items():
+        pool = [nets[c.id] for c in candidates if c.target in (None, target) and c.id != "8b"]
+        base = nets["8b"]
+        picks = {}
+        for margin in run.cfg.margins_pp:
+            picks[f"{margin:g}pp"] = ids[id(select(pool, table, base, max_accuracy_drop_pp=margin).config)]
+        budget = int(network_latency(base, table) * run.cfg.latency_target_fraction)
+        try:
+            picks["latency_target"] = ids[id(select(pool, table, base, latency_target=budget).config)]
+        except ValueError as exc:
+            click.echo(f"      {run.cfg.target_slug(target)}: {exc}")
+        chosen[target] = picks
+        names = ", ".join(f"{k}: {v}" for k, v in picks.items())
+        click.echo(f"      {run.cfg.target_slug(target)}: {names}")
+    del by_id
+    return chosen
+
+
+def finetune(run: Run, data, todo: list[Candidate]) -> dict[str, dict]:
+    """TQT fine-tuning of each selected and baseline config; writes the QuantizedNetwork artifact."""
+    results = {}
+    for cand in todo:
+        out_dir = run.out / "finetune" / cand.id
+        marker = out_dir / "result.json"
+        if marker.exists():
+            results[cand.id] = read_json(marker)
+            click.echo(f"      reusing {cand.id} ({results[cand.id]['tqt_accuracy']:.2%})")
+            continue
+        net = cand.load(run.cfg.allowed_bits)
+        acc, artifact = fb_search.finetune(
+            net, cand.checkpoint, data, steps=run.cfg.finetune_steps, seed=run.cfg.seed, out_dir=out_dir
+        )
+        results[cand.id] = {"tqt_accuracy": float(acc), "artifact": str(artifact)}
+        write_json(marker, results[cand.id])
+        click.echo(f"      {cand.id:<40} TQT acc {acc:.2%}")
+    return results
+
+
+def deploy(run: Run, data, finetuned: dict[str, dict]) -> dict[str, dict]:
+    """Integerize, export for DORY, check, verify bit-exactness, and score the integer model on validation."""
+    results = {}
+    for cid, info in finetuned.items():
+        out_dir = run.out / "deploy" / cid
+        marker = out_dir / "result.json"
+        if marker.exists():
+            results[cid] = read_json(marker)
+            continue
+        qn = QuantizedNetwork.load(info["artifact"])
+        int_net = fb_deploy.integerize(qn)
+        fb_deploy.export_dory(int_net, out_dir)
+        findings = fb_deploy.check_model(out_dir / "model.onnx")
+        errors = [f for f in findings if getattr(f, "severity", "error") == "error"]
+        report = fb_deploy.verify(out_dir)
+        acc, agree = integer_accuracy(int_net, qn, data)
+        results[cid] = {
+            "check_errors": [str(e) for e in errors],
+            "verified": bool(report.ok),
+            "integer_accuracy": acc,
+            "argmax_disagreements": agree,
+            "dir": str(out_dir),
+        }
+        write_json(marker, results[cid])
+        click.echo(
+            f"      {cid:<40} check {'ok' if not errors else 'FAILED'}  verify "
+            f"{'bit-exact' if report.ok else 'MISMATCH'}  integer acc {acc:.2%}"
+        )
+    return results
+
+
+def integer_accuracy(int_net, qn: QuantizedNetwork, data) -> tuple[float, int]:
+    """Integer-model accuracy on the validation set, and how often its argmax differs from the fake-quant model."""
+    import numpy as np
+
+    images, labels = data.val_images, data.val_labels
+    scale = qn.input["scale"]
+    x = np.clip(np.round(images / scale), 0, 2 ** qn.input["bits"] - 1).astype(np.int64)
+    logits = fb_deploy.run_reference(int_net, x)
+    pred = np.asarray(logits).argmax(-1)
+    fq = fb_search.predict_artifact(qn, images).argmax(-1)
+    return float((pred == labels).mean()), int((pred != fq).sum())
+
+
+def paths_for(run: Run, ids: list[str], candidates: list[Candidate]) -> list[Candidate]:
+    index = {c.id: c for c in candidates}
+    return [index[i] for i in dict.fromkeys(ids)]
+
+
+__all__ = ["Path"]
