@@ -27,9 +27,11 @@ def _bits(text: str) -> tuple[int, ...]:
     try:
         bits = tuple(sorted({int(b) for b in text.split(",")}))
     except ValueError:
-        raise click.BadParameter(f"a comma-separated list of bit widths like 2,4,8, got {text!r}") from None
+        raise click.BadParameter(
+            f"a comma-separated list of bit widths like 2,4,8, got {text!r}", param_hint="'--allowed'"
+        ) from None
     if not bits or any(b < 1 or b > 32 for b in bits):
-        raise click.BadParameter(f"bit widths in 1..32, got {text!r}")
+        raise click.BadParameter(f"bit widths in 1..32, got {text!r}", param_hint="'--allowed'")
     return bits
 
 
