@@ -1,0 +1,127 @@
+"""``fb-profile``: layer types, latency sweeps, Fig. 1, table comparison and model calibration."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from fb_profile._layers import builtin_network, layer_counts, layer_types_of, network_layers
+from fb_profile._plot import plot_throughput
+from fb_profile._sweep import sweep
+from fb_schema import LatencyTable, SchemaError
+from fb_schema.topologies import BUILTIN
+
+
+def _bits(text: str) -> tuple[int, ...]:
+    try:
+        bits = tuple(sorted({int(b) for b in text.split(",") if b.strip()}))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated bit widths such as 2,4,8, got {text!r}") from None
+    if not bits:
+        raise click.BadParameter("expected at least one bit width")
+    return bits
+
+
+def _source(network, width, resolution, config, onnx_path):
+    given = [x for x in (network, config, onnx_path) if x is not None]
+    if len(given) != 1:
+        raise click.UsageError("give exactly one of --network, --config or --onnx")
+    if network is None and (width is not None or resolution is not None):
+        raise click.UsageError("--width/--resolution only apply to --network")
+    try:
+        if network is not None:
+            return builtin_network(network, width, resolution)
+        return config if config is not None else onnx_path
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def network_options(f):
+    """--network/--width/--resolution | --config | --onnx."""
+    f = click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), help="An ONNX model (NCHW).")(f)
+    f = click.option("--config", type=click.Path(dir_okay=False), help="A NetConfig JSON file.")(f)
+    f = click.option("--resolution", type=int, help="Input resolution of the built-in network.")(f)
+    f = click.option("--width", type=float, help="Width multiplier of the built-in network.")(f)
+    return click.option("--network", type=click.Choice(sorted(BUILTIN)), help="A built-in topology.")(f)
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+@click.group()
+def main() -> None:
+    """Latency profiling for Free Bits: per-layer-type latency tables on PULP targets."""
+
+
+@main.command("layer-types")
+@network_options
+@click.option("--json", "as_json", is_flag=True, help="Print {key: LayerType} as JSON.")
+def layer_types_cmd(network, width, resolution, config, onnx_path, as_json):
+    """List the unique layer types of a network (with their MACs and how many layers share them)."""
+    source = _source(network, width, resolution, config, onnx_path)
+    try:
+        types = layer_types_of(source)
+        counts = layer_counts(source)
+    except (ValueError, SchemaError) as exc:
+        raise _fail(exc) from None
+    if as_json:
+        click.echo(json.dumps({k: lt.to_json() for k, lt in types.items()}, indent=1))
+        return
+    for key, lt in types.items():
+        click.echo(f"{counts[key]:3d} x {key:58s} {lt.macs:>12,d} MAC")
+    total = sum(lt.macs * counts[k] for k, lt in types.items() if lt.configurable)
+    click.echo(f"{len(types)} layer types, {len(network_layers(source))} layers, {total:,d} MACs")
+
+
+@main.command("sweep")
+@network_options
+@click.option("--target", default="pulp-model:xpulpv2", show_default=True,
+              help="pulp-model:{xpulpv2,xpulpnn1,xpulpnn2}, gvsoc:{xpulpv2,xpulpnn1} or table:FILE.")  # fmt: skip
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Latency table JSON to write.")
+@click.option("--bits", default="2,4,8", show_default=True, help="Allowed bit widths of b_in and b_wt.")
+@click.option("--b-out", default=8, show_default=True, help="Output bits of every layer.")
+@click.option("--jobs", default=1, show_default=True, help="Worker processes.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Point cache [default: $FB_PROFILE_CACHE or "
+              "~/.cache/fb-profile].")  # fmt: skip
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the point cache.")
+@click.option("--constants", type=click.Path(dir_okay=False), help="Calibrated pulp-model constants (JSON).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def sweep_cmd(network, width, resolution, config, onnx_path, target, output, bits, b_out, jobs, cache_dir, no_cache,
+              constants, no_progress):  # fmt: skip
+    """Profile every layer type at every allowed (b_in, b_wt) pair and write the latency table."""
+    source = _source(network, width, resolution, config, onnx_path)
+    if ":" not in target or target.startswith(":"):
+        raise click.UsageError(f"--target: expected <backend>:<arg> such as pulp-model:xpulpv2, got {target!r}")
+    try:
+        table = sweep(source, target, _bits(bits), jobs, False if no_cache else cache_dir, not no_progress, b_out,
+                      constants)  # fmt: skip
+    except (ValueError, SchemaError, OSError) as exc:
+        raise _fail(exc) from None
+    table.save(output)
+    msg = f"{output}: {len(table.entries)} entries, {len(table.layer_types)} layer types on {table.target.name}"
+    click.echo(msg + (f", {len(table.failed)} FAILED (see 'failed')" if table.failed else ""))
+    for f in table.failed[:10]:
+        click.echo(f"  failed {f['layer_type']} ({f['b_in']}, {f['b_wt']}): {f['error']}", err=True)
+
+
+def _load_tables(paths) -> list[LatencyTable]:
+    try:
+        return [LatencyTable.load(p) for p in paths]
+    except SchemaError as exc:
+        raise _fail(exc) from None
+
+
+@main.command("plot")
+@click.argument("tables", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="fig1.png", show_default=True)
+@click.option("--title", help="Plot title.")
+def plot_cmd(tables, output, title):
+    """Fig. 1: throughput (MAC/cycle) per precision pair, one candlestick group per table (ISA)."""
+    plot_throughput(_load_tables(tables), output, title)
+    click.echo(f"wrote {output}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
