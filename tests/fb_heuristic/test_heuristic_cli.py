@@ -119,9 +119,21 @@ def test_apply_allowed(files):
 
 
 def test_apply_bits_outside_allowed(files):
-    error = _fails("apply", files / "c2.json", files / "pulp-xpulpv2.json", "-o", files / "fb.json", "--allowed", "4,8")
-    assert "c2.json" in error and "layers[1].b_in" in error and "[4, 8]" in error
+    doc = json.loads((files / "c2.json").read_text())
+    doc["layers"][1]["b_in"] = 3  # neither the table's widths nor --allowed know 3 bits
+    (files / "c3.json").write_text(json.dumps(doc))
+    error = _fails("apply", files / "c3.json", files / "pulp-xpulpv2.json", "-o", files / "fb.json", "--allowed", "4,8")
+    assert "c3.json" in error and "layers[1].b_in" in error and "[2, 4, 8]" in error
     assert not (files / "fb.json").exists()
+
+
+def test_apply_allowed_restricts_moves_not_inputs(files):
+    # A 2-bit config may be improved under --allowed 4,8: its layers only move to 4- or 8-bit pairs or stay.
+    _ok("apply", files / "c2.json", files / "pulp-xpulpv2.json", "-o", files / "fb.json", "--allowed", "4,8")
+    before, out = NetConfig.load(files / "c2.json"), NetConfig.load(files / "fb.json")
+    moved = [(a, b) for a, b in zip(before.layers, out.layers) if a.precision != b.precision]
+    assert moved, "the xpulpv2-like table makes higher pairs faster, so some layer must move"
+    assert all(b.b_in in (4, 8) and b.b_wt in (4, 8) for a, b in moved if not a.b_in_fixed)
 
 
 def test_apply_bad_allowed_value(files):

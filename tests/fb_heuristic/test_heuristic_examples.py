@@ -298,7 +298,7 @@ def test_pareto_front(candidates):
 def test_homogeneous():
     net = NetConfig.homogeneous(tinynet(), 8, 8)
     four = homogeneous(net, 4)
-    assert [str(lc.precision) for lc in four.layers] == ["8b/4b", "4b/4b", "8b/-", "8b/-", "4b/4b"]
+    assert [str(lc.precision) for lc in four.layers] == ["8b/8b", "4b/4b", "8b/-", "8b/-", "4b/4b"]
     assert four.provenance["method"] == "homogeneous"
     assert four.provenance["parent"] == net.sha256()
     assert four.provenance["bits"] == [4, 4]

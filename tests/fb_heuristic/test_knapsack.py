@@ -1,6 +1,7 @@
 """The latency-budget optimizer against brute force, and its guarantees."""
 
 import itertools
+import json
 
 import pytest
 from hypothesis import given, settings
@@ -104,3 +105,23 @@ def test_missing_sensitivity_names_layer_and_pair():
     del net.metrics["sensitivity"]["dw1"]["4,2"]
     with pytest.raises(KeyError, match=r"metrics.sensitivity.dw1: no entry for pair 4,2"):
         knapsack(net, table, 1000, bins=None)
+
+
+def test_cli_knapsack(tmp_path):
+    from click.testing import CliRunner
+
+    from fb_heuristic._cli import main
+
+    net, table = _instance(list(range(1, 28)), [float(27 - i) for i in range(27)])
+    net.save(tmp_path / "c.json")
+    table.save(tmp_path / "t.json")
+    runner = CliRunner()
+    args = ["knapsack", str(tmp_path / "c.json"), str(tmp_path / "t.json"), "-o", str(tmp_path / "k.json")]
+    result = runner.invoke(main, [*args, "--budget", "60", "--exact", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["latency"] <= 60 and out["cost"] == knapsack(net, table, 60, bins=None).cost
+    assert NetConfig.load(tmp_path / "k.json").provenance["method"] == "knapsack"
+    bad = runner.invoke(main, [*args, "--budget", "1"])
+    assert bad.exit_code != 0 and "no assignment fits the latency budget 1 cycles" in bad.output
+    assert "Traceback" not in bad.output

@@ -10,6 +10,7 @@ import click
 
 from fb_heuristic._diff import diff, format_diff
 from fb_heuristic._free_bits import free_bits, network_latency
+from fb_heuristic._knapsack import knapsack
 from fb_heuristic._select import pareto_front, select
 from fb_schema import LatencyTable, MissingLatencyError, NetConfig, SchemaError
 
@@ -52,7 +53,8 @@ def apply(config: Path, table: Path, output: Path, allowed, skip_missing: bool, 
     """Raise each layer of CONFIG to its fastest at-least-as-precise pair in TABLE; write OUTPUT."""
     allowed_bits = _bits(allowed) if allowed else None
     lt = _load(LatencyTable, table)
-    net = _load(NetConfig, config, allowed_bits or lt.target.allowed_bits)
+    # The input may use any width the table knows; --allowed restricts only where layers may move.
+    net = _load(NetConfig, config, tuple(sorted(set(lt.target.allowed_bits) | set(allowed_bits or ()))))
     try:
         result = free_bits(net, lt, allowed_bits, "keep" if skip_missing else "error")
     except MissingLatencyError as exc:
@@ -149,6 +151,55 @@ def diff_cmd(a: Path, b: Path, table, changed: bool, as_json: bool) -> None:
         click.echo(json.dumps([r.to_json() for r in rows], indent=2))
     else:
         click.echo(format_diff(rows, only_changed=changed))
+
+
+@main.command(name="knapsack")
+@click.argument("config", type=_FILE)
+@click.argument("table", type=_FILE)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--budget", type=click.IntRange(min=1), default=None, help="Latency budget in cycles.")
+@click.option(
+    "--budget-fraction",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Budget as a fraction of CONFIG's own latency.",
+)
+@click.option("--bins", type=click.IntRange(min=1), default=4096, show_default=True)
+@click.option("--exact", is_flag=True, help="1-cycle bins (exact; slower for large budgets).")
+@click.option("--locked", is_flag=True, help="Only pairs with b_in == b_wt for searchable inputs.")
+@click.option("--json", "as_json", is_flag=True)
+def knapsack_cmd(config, table, output, budget, budget_fraction, bins, exact, locked, as_json) -> None:
+    """Least total sensitivity (CONFIG's metrics.sensitivity) within a latency budget on TABLE's target."""
+    if (budget is None) == (budget_fraction is None):
+        raise click.UsageError("give exactly one of --budget or --budget-fraction")
+    lt = _load(LatencyTable, table)
+    net = _load(NetConfig, config, lt.target.allowed_bits)
+    if "sensitivity" not in net.metrics:
+        raise click.ClickException(f"{config}: metrics.sensitivity: per-layer sensitivities are required")
+    try:
+        cycles = budget or int(budget_fraction * network_latency(net, lt))
+        result = knapsack(net, lt, cycles, None if exact else bins, locked=locked)
+    except (ValueError, KeyError, MissingLatencyError) as exc:
+        raise click.ClickException(str(exc).strip("'\"")) from None
+    result.config.save(output)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "budget": cycles,
+                    "latency": result.latency,
+                    "cost": result.cost,
+                    "bin_cycles": result.bin_cycles,
+                    "output": str(output),
+                }
+            )
+        )
+    else:
+        click.echo(format_diff(diff(net, result.config, lt), only_changed=True))
+        click.echo(
+            f"wrote {output}: {result.latency:,} ≤ {cycles:,} cycles, sensitivity {result.cost:.4g} "
+            f"(bins of {result.bin_cycles} cycles)"
+        )
 
 
 if __name__ == "__main__":

@@ -71,7 +71,11 @@ def free_bits(
         if layer.b_wt is None:
             continue
         key = net.layer_types[layer.layer_type].key
-        needed = [layer.precision] + [p for p in pairs if p.higher(layer.precision) and p != layer.precision]
+        needed = [layer.precision] + [
+            p
+            for p in pairs
+            if p.higher(layer.precision) and p != layer.precision and not (layer.b_in_fixed and p.b_in != layer.b_in)
+        ]
         latency = {}
         for p in needed:
             if table.has(key, p):

@@ -84,17 +84,20 @@ def select(
 
 
 def homogeneous(net: NetConfig, bits: int | tuple[int, int]) -> NetConfig:
-    """``net`` with every searchable pair set to ``bits`` (an int or (b_in, b_wt)); fixed inputs keep theirs.
+    """``net`` with every searchable pair set to ``bits`` (an int or (b_in, b_wt)).
+
+    Fixed inputs keep their b_in, and the first layer (it reads the 8-bit image) stays as it is: it is (8, 8)
+    in every shipped configuration, as in the paper.
 
     Example:
         >>> from fb_schema.topologies import tinynet
         >>> [str(l.precision) for l in homogeneous(NetConfig.homogeneous(tinynet(), 8, 8), 4).layers]
-        ['8b/4b', '4b/4b', '8b/-', '8b/-', '4b/4b']
+        ['8b/8b', '4b/4b', '8b/-', '8b/-', '4b/4b']
     """
     b_in, b_wt = (bits, bits) if isinstance(bits, int) else bits
     new = {
         layer.name: Precision(layer.b_in if layer.b_in_fixed else b_in, b_wt)
-        for layer in net.layers
+        for layer in net.layers[1:]
         if layer.b_wt is not None
     }
     return net.with_precisions(new, method="homogeneous", parent=net.sha256(), bits=[b_in, b_wt])
