@@ -1,0 +1,44 @@
+"""fb_deploy: from a trained QuantizedNetwork to an integer network that DORY runs on PULP microcontrollers.
+
+Integerization (BN and every real scale folded into integer requantization), a bit-exact integer reference
+executor, DORY-format ONNX export with golden files, a rule-by-rule checker, an ONNX Runtime twin that verifies
+the export bit for bit, and an L2 memory estimate. Paper: Rutishauser, Conti, Benini, "Free Bits: Latency
+Optimization of Mixed-Precision Quantized Neural Networks on the Edge", arXiv 2307.02894.
+"""
+
+from fb_deploy._checker import Finding, check_model, errors
+from fb_deploy._errors import DeployError, IntegerizationError, OverflowProofError
+from fb_deploy._export import build_dory_model, export_dory, read_golden
+from fb_deploy._integer_network import INTEGER_NETWORK_SCHEMA, IntegerNetwork, IntLayer, grid
+from fb_deploy._integerize import integerize
+from fb_deploy._memory import LayerMemory, l2_report
+from fb_deploy._random import random_quantized_network, tensor_bits
+from fb_deploy._reference import run_layers, run_reference
+from fb_deploy._verify import VerifyReport, verify
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "INTEGER_NETWORK_SCHEMA",
+    "DeployError",
+    "Finding",
+    "IntLayer",
+    "IntegerNetwork",
+    "IntegerizationError",
+    "LayerMemory",
+    "OverflowProofError",
+    "VerifyReport",
+    "build_dory_model",
+    "check_model",
+    "errors",
+    "export_dory",
+    "grid",
+    "integerize",
+    "l2_report",
+    "random_quantized_network",
+    "read_golden",
+    "run_layers",
+    "run_reference",
+    "tensor_bits",
+    "verify",
+]

@@ -1,0 +1,156 @@
+"""The ``fb-deploy`` command line: integerize, export, check, verify (and the DORY/GVSOC helpers)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+import onnx
+
+from fb_deploy._checker import check_model, errors
+from fb_deploy._dory_graph import load_model_dir, parse
+from fb_deploy._errors import DeployError
+from fb_deploy._export import DEFAULT_CODE_RESERVED, export_dory
+from fb_deploy._integer_network import IntegerNetwork, is_integer_network
+from fb_deploy._integerize import integerize
+from fb_deploy._memory import L2_BYTES, l2_report
+from fb_deploy._verify import verify
+from fb_schema import QuantizedNetwork, SchemaError
+
+
+def _friendly(fn):
+    """Turn expected failures into one-line click errors (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (DeployError, SchemaError, FileNotFoundError, json.JSONDecodeError) as exc:
+            raise click.ClickException(str(exc).splitlines()[0]) from None
+
+    return wrapper
+
+
+def _requant_bits(value: str) -> int | str:
+    return value if value == "auto" else int(value)
+
+
+REQUANT = click.option(
+    "--requant-bits",
+    type=click.Choice(["auto", "32", "64"]),
+    default="auto",
+    show_default=True,
+    help="Width of acc*mul+add (DORY BNRelu_bits); auto = 32 where provably safe.",
+)
+
+
+def _load_network(path: Path, requant_bits: str, max_shift: int = 24) -> IntegerNetwork:
+    if is_integer_network(path):
+        return IntegerNetwork.load(path)
+    return integerize(QuantizedNetwork.load(path), _requant_bits(requant_bits), max_shift)
+
+
+@click.group()
+@click.version_option(package_name="fb-deploy")
+def main() -> None:
+    """Free Bits deployment: integer networks for DORY on PULP microcontrollers."""
+
+
+@main.command("integerize")
+@click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="INT.json")
+@REQUANT
+@click.option("--max-shift", type=click.IntRange(0, 31), default=24, show_default=True, help="Largest shift d.")
+@_friendly
+def integerize_cmd(artifact: Path, output: Path, requant_bits: str, max_shift: int) -> None:
+    """Integerize a QuantizedNetwork ARTIFACT (JSON + .npz) into an integer network (OUTPUT + .npz)."""
+    net = integerize(QuantizedNetwork.load(artifact), _requant_bits(requant_bits), max_shift)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    net.save(output)
+    click.echo(f"{net.network}: {len(net.layers)} layers, requant int{net.requant_bits} -> {output}")
+    for layer in net.layers:
+        bounds = ", ".join(f"|{k}| <= {v}" for k, v in layer.bounds.items())
+        shift = f"shift {layer.shift}" if layer.shift is not None else "add rq" if layer.add_rq else "int32 out"
+        bits = "/".join(map(str, layer.in_bits))
+        click.echo(
+            f"  {layer.name:<16} {layer.op:<17} in {bits:>3} w {layer.w_bits or '-'} out {layer.out_bits:>2}"
+            f"  {shift:<9} {bounds}"
+        )
+
+
+@main.command("export")
+@click.argument("network", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True, help="Model dir.")
+@REQUANT
+@click.option("--code-reserved", type=int, default=DEFAULT_CODE_RESERVED, show_default=True, help="L2 bytes for code.")
+@_friendly
+def export_cmd(network: Path, output: Path, requant_bits: str, code_reserved: int) -> None:
+    """Export NETWORK (a QuantizedNetwork or an integer network JSON) as a DORY model directory."""
+    net = _load_network(network, requant_bits)
+    out = export_dory(net, output, code_reserved=code_reserved)
+    findings = check_model(out)
+    click.echo(f"wrote {out}: model.onnx, config.json, input.txt, out_layer0..{len(net.layers) - 1}.txt")
+    for f in findings:
+        click.echo(f"  {f}")
+    _print_memory(out)
+    if errors(findings):
+        raise click.ClickException(f"{out}: the exported model breaks DORY rules ({errors(findings)[0].rule})")
+
+
+def _print_memory(model: Path) -> None:
+    onnx_path, config, _ = load_model_dir(model)
+    graph = parse(onnx.load(onnx_path), config)
+    budget = L2_BYTES - int(config.get("code reserved space", 0))
+    report = l2_report(graph)
+    click.echo(f"L2 estimate (budget {budget} B = {L2_BYTES} - code reserved):")
+    for mem in report:
+        click.echo(f"  {mem.name:<26} act {mem.activations:>8} B  weights {mem.weights:>8} B  {mem.placement}")
+
+
+@main.command("check")
+@click.argument("model", type=click.Path(exists=True, path_type=Path))
+@click.option("--memory/--no-memory", default=False, help="Also print the per-layer L2 estimate.")
+@_friendly
+def check_cmd(model: Path, memory: bool) -> None:
+    """Check MODEL (.onnx, its directory or config.json) against DORY's QuantLab-frontend rules."""
+    findings = check_model(model)
+    for f in findings:
+        click.echo(str(f))
+    n_err = len(errors(findings))
+    click.echo(f"{model}: {n_err} error(s), {len(findings) - n_err} warning(s)")
+    if memory and not n_err:
+        _print_memory(model)
+    if n_err:
+        sys.exit(1)
+
+
+@main.command("verify")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--random", "n_random", type=click.IntRange(0), default=8, show_default=True, help="Random inputs.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_friendly
+def verify_cmd(model_dir: Path, n_random: int, seed: int, as_json: bool) -> None:
+    """Run MODEL_DIR's ONNX Runtime twin against the goldens, the integer reference and the fake-quant logits."""
+    report = verify(model_dir, n_random=n_random, seed=seed)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        click.echo(f"{model_dir}: {report.layers} DORY layers")
+        click.echo(f"  goldens: {report.golden_layers_equal}/{report.layers} layers bit-exact")
+        for m in report.golden_mismatches:
+            click.echo(f"    mismatch {m}")
+        if report.random_equal is not None:
+            state = "bit-exact" if report.random_equal else f"MISMATCH in {report.random_mismatches}"
+            click.echo(f"  twin vs integer reference on {report.random_inputs} random inputs: {state}")
+        if report.fakequant:
+            fq = report.fakequant
+            click.echo(
+                f"  integer vs fake-quant logits ({fq['samples']} samples): max |err| {fq['max_abs_error']:.4g} "
+                f"({100 * fq['max_abs_error_rel']:.2f}% of max |logit|), argmax agreement {fq['argmax_agreement']:.0%}"
+            )
+    if not report.ok:
+        sys.exit(1)

@@ -1,0 +1,202 @@
+"""DORY-format ONNX export (QuantLab frontend, dory_format.md sections 3-4) with config and golden files.
+
+Per layer: ``Conv``/``Gemm`` with explicit attributes and ``weight_bits``, then ``Mul -> Add -> Div -> Floor ->
+Clip`` with per-channel ``[C,1,1]`` constants and ``out_bits``; ``GlobalAveragePool``/``AveragePool`` with a
+scalar requant chain; residual ``Add`` with its integer attributes and ``add_bits``; ``Flatten -> Gemm`` head
+with an int32 output. Opset 10, node outputs named ``"1"``, ``"2"``, ... in node order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from fb_deploy._integer_network import IntegerNetwork, IntLayer, grid
+from fb_deploy._integerize import FLOAT32_EXACT
+from fb_deploy._reference import run_layers
+from fb_schema import write_atomic
+
+INPUT_NAME = "input.1"
+OPSET = 10
+DEFAULT_CODE_RESERVED = 160000
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.count = 0
+
+    def node(self, op: str, inputs: list[str], **attributes) -> str:
+        self.count += 1
+        out = str(self.count)
+        self.nodes.append(helper.make_node(op, inputs, [out], **attributes))
+        return out
+
+    def const(self, name: str, value: np.ndarray, int_dtype=np.int32) -> str:
+        """Integer-valued constants are float32 (as QuantLab stores them) when exact, else integer tensors."""
+        value = np.asarray(value)
+        if np.abs(value).max(initial=0) >= FLOAT32_EXACT:
+            arr = value.astype(int_dtype)
+        else:
+            arr = value.astype(np.float32)
+        self.inits.append(numpy_helper.from_array(arr, name))
+        return name
+
+    def requant(self, x: str, prefix: str, layer: IntLayer, shape: tuple[int, ...], requant_bits: int) -> str:
+        int_dtype = np.int64 if requant_bits == 64 else np.int32
+        k = self.const(f"{prefix}.mul", np.asarray(layer.mul).reshape(shape), int_dtype)
+        lam = self.const(f"{prefix}.add", np.asarray(layer.add).reshape(shape), int_dtype)
+        d = self.const(f"{prefix}.div", np.array(2.0**layer.shift))
+        y = self.node("Mul", [x, k], mult_bits=requant_bits)
+        y = self.node("Add", [y, lam], add_bits=requant_bits)
+        y = self.node("Div", [y, d])
+        y = self.node("Floor", [y])
+        lo, hi = grid(layer.out_bits, layer.out_signed)
+        return self.node("Clip", [y], min=float(lo), max=float(hi), out_bits=layer.out_bits)
+
+
+def build_dory_model(int_net: IntegerNetwork) -> onnx.ModelProto:
+    """The DORY-format ONNX model of an integer network."""
+    b = _Builder()
+    _, h, w, c = int_net.input_shape_nhwc
+    names = {int_net.input_tensor: INPUT_NAME}
+    shapes = {int_net.input_tensor: (h, w, c)}
+    for layer in int_net.layers:
+        lt = layer.layer_type
+        x = [names[t] for t in layer.inputs]
+        if layer.op in ("conv2d", "depthwise_conv2d"):
+            wt = b.const(f"{layer.name}.weight", layer.weight.transpose(3, 2, 0, 1))
+            y = b.node(
+                "Conv",
+                [x[0], wt],
+                kernel_shape=list(lt.kernel),
+                strides=list(lt.stride),
+                pads=list(lt.padding),
+                dilations=[1, 1],
+                group=lt.groups,
+                weight_bits=layer.w_bits,
+                bias_bits=32,
+            )
+            y = b.requant(y, layer.name, layer, (lt.out_ch, 1, 1), int_net.requant_bits)
+        elif layer.op == "linear":
+            src_shape = shapes[layer.inputs[0]]
+            if len(src_shape) == 3:
+                x[0] = b.node("Flatten", [x[0]], axis=1)
+                # ONNX flattens CHW; DORY itself permutes CHW-ordered FC weights to its HWC layout.
+                wmat = layer.weight.reshape(*src_shape, lt.out_ch).transpose(2, 0, 1, 3).reshape(-1, lt.out_ch)
+            else:
+                wmat = layer.weight
+            inputs = [x[0], b.const(f"{layer.name}.weight", wmat)]
+            if layer.bias is not None:
+                inputs.append(b.const(f"{layer.name}.bias", layer.bias))
+            y = b.node("Gemm", inputs, alpha=1.0, beta=1.0, transB=0, weight_bits=layer.w_bits, bias_bits=32)
+            if layer.mul is not None:
+                y = b.requant(y, layer.name, layer, (lt.out_ch,), int_net.requant_bits)
+        elif layer.op == "avgpool":
+            if tuple(lt.kernel) == (lt.in_h, lt.in_w):
+                y = b.node("GlobalAveragePool", [x[0]])
+            else:
+                y = b.node("AveragePool", [x[0]], kernel_shape=list(lt.kernel), strides=list(lt.stride), pads=[0] * 4)
+            y = b.requant(y, layer.name, layer, (), 32)
+        else:
+            (m1, a1, s1), (m2, a2, s2), (mo, ao, so) = layer.add_rq
+            y = b.node(
+                "Add",
+                x,
+                in1_mul=m1,
+                in1_add=a1,
+                in1_shift=s1,
+                in1_n_levels=2 ** layer.in_bits[0],
+                in1_rq=1,
+                in2_mul=m2,
+                in2_add=a2,
+                in2_shift=s2,
+                in2_n_levels=2 ** layer.in_bits[1],
+                in2_rq=1,
+                out_mul=mo,
+                out_add=ao,
+                out_shift=so,
+                out_n_levels=2**layer.out_bits,
+                out_rq=1,
+                out_signed=int(layer.out_signed),
+                add_bits=8,
+            )
+        names[layer.output] = y
+        shapes[layer.output] = (lt.out_ch,) if layer.op == "linear" else (*lt.out_hw, lt.out_ch)
+    last = int_net.layers[-1].layer_type
+    graph = helper.make_graph(
+        b.nodes,
+        int_net.network,
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [1, c, h, w])],
+        [helper.make_tensor_value_info(names[int_net.output], TensorProto.FLOAT, [1, last.out_ch])],
+        b.inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="fb-deploy")
+    model.ir_version = 6
+    return model
+
+
+def write_golden(path: Path, values: np.ndarray, title: str) -> None:
+    """One integer per line in HWC order (channel fastest), with a ``#`` header line, as QuantLab writes them."""
+    flat = np.asarray(values).reshape(-1)
+    shape = list(np.asarray(values).shape)
+    write_atomic(path, f"# {title} (shape {shape}),\n" + "".join(f"{int(v)},\n" for v in flat))
+
+
+def export_dory(
+    int_net: IntegerNetwork,
+    out_dir: str | os.PathLike,
+    code_reserved: int = DEFAULT_CODE_RESERVED,
+    x_nhwc: np.ndarray | None = None,
+) -> Path:
+    """Write ``model.onnx``, ``config.json``, ``input.txt``, ``out_layer{i}.txt`` and the integer network.
+
+    Args:
+        int_net: the integerized network.
+        out_dir: the DORY model directory (created).
+        code_reserved: DORY's ``"code reserved space"`` (bytes of L2 kept for code).
+        x_nhwc: the golden input image (integers, ``[1,H,W,C]``); default: the first reference input.
+
+    Returns:
+        The directory. Golden layer ``i`` is the output of the i-th fused DORY layer.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if x_nhwc is None:
+        if int_net.ref_inputs is not None:
+            x_nhwc = int_net.quantize_input(int_net.ref_inputs[:1])
+        else:
+            x_nhwc = np.zeros(int_net.input_shape_nhwc, np.int64)
+    x_nhwc = np.asarray(x_nhwc).reshape(int_net.input_shape_nhwc)
+    values = run_layers(int_net, x_nhwc)
+    write_atomic(out / "model.onnx", build_dory_model(int_net).SerializeToString())
+    config = {
+        "BNRelu_bits": int_net.requant_bits,
+        "onnx_file": "model.onnx",
+        "code reserved space": code_reserved,
+        "n_inputs": 1,
+        "input_bits": int_net.input_bits,
+        "input_signed": int_net.input_signed,
+    }
+    write_atomic(out / "config.json", json.dumps(config, indent=4) + "\n")
+    write_golden(out / "input.txt", x_nhwc[0], "input")
+    for i, layer in enumerate(int_net.layers):
+        write_golden(out / f"out_layer{i}.txt", values[layer.output][0], layer.name)
+    int_net.save(out / "integer_network.json")
+    return out
+
+
+def read_golden(path: str | os.PathLike) -> np.ndarray:
+    """Integers of a DORY golden text file (``#`` comments and trailing commas allowed)."""
+    vals = []
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            vals.extend(int(float(v)) for v in line.split(",") if v.strip())
+    return np.array(vals, np.int64)

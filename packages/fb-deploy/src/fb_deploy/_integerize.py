@@ -1,0 +1,250 @@
+"""Integerization of a QuantizedNetwork: fold BN and every real scale into integer requantization.
+
+For a conv/linear with input step ``s_in``, per-channel weight step ``s_w``, BN ``(gamma, beta, mean, var)``
+and output step ``s_out`` (QuantLab's ``IntegerizePACTNetPass``, reference bayesian_bits.md section 8):
+
+    g = gamma / sqrt(var + eps),   b~ = beta - mean * g (+ g * bias)
+    mul = round(2^d * g * s_in * s_w / s_out),   add = round(2^d * (b~ / s_out + 1/2))
+    y   = clip(floor((acc * mul + add) / 2^d), grid(out))
+
+The shift ``d`` is chosen per layer: the largest ``d <= max_shift`` for which the worst case
+``|acc| * |mul| + |add|`` provably fits the requantization width (DORY's ``BNRelu_bits``), where
+``|acc| <= fan_in * max|x| * max|w| + |bias|`` follows from the bit widths alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fb_deploy._errors import IntegerizationError, OverflowProofError
+from fb_deploy._integer_network import IntegerNetwork, IntLayer, grid
+from fb_schema import LayerType, QuantizedNetwork
+
+DORY_BITS = (2, 4, 8)
+ACC_BITS = 32  # PULP-NN accumulates in int32
+FLOAT32_EXACT = 2**24  # constants stored as float32 in the ONNX must stay below this
+
+
+def integerize(qn: QuantizedNetwork, requant_bits: int | str = "auto", max_shift: int = 24) -> IntegerNetwork:
+    """Turn a QuantizedNetwork into an IntegerNetwork (integer weights, per-channel integer requantization).
+
+    Args:
+        qn: the trained artifact (fb-search's export).
+        requant_bits: 32 or 64, the width of ``acc * mul + add`` (DORY's ``BNRelu_bits``); ``"auto"`` takes 32
+            when every layer provably fits with a multiplier precise to half an output step, else 64.
+        max_shift: largest requantization shift ``d`` (``D = 2^d``).
+
+    Raises:
+        IntegerizationError: an unsupported op or bit width, an unpackable channel count, or (for an explicit
+            width) an overflow that the bit widths cannot rule out; the message names the layer.
+    """
+    if requant_bits == "auto":
+        try:
+            return _integerize(qn, 32, max_shift)
+        except OverflowProofError:
+            return _integerize(qn, 64, max_shift)
+    if requant_bits not in (32, 64):
+        raise IntegerizationError(f"requant_bits: 32, 64 or 'auto' expected, got {requant_bits!r}")
+    return _integerize(qn, int(requant_bits), max_shift)
+
+
+def _integerize(qn: QuantizedNetwork, width: int, max_shift: int) -> IntegerNetwork:
+    with np.load(qn.npz_path) as npz:
+        arrays = {k: npz[k].astype(np.float64) for k in npz.files}
+    inp = qn.input
+    specs = {inp["tensor"]: inp, **qn.tensors}
+    layers = []
+    last = len(qn.nodes) - 1
+    logit_scale = None
+    for index, node in enumerate(qn.nodes):
+        lt = LayerType.from_key(node["layer_type"])
+        ins = [specs[t] for t in node["inputs"]]
+        out = specs[node["output"]]
+        name = node["name"]
+        if out["bits"] == 32 and not (index == last and node["op"] == "linear"):
+            raise IntegerizationError(f"layer {name!r}: only the final linear layer may output int32")
+        for i, s in enumerate([*ins, out]):
+            if s["bits"] not in DORY_BITS and not (s is out and out["bits"] == 32):
+                raise IntegerizationError(
+                    f"layer {name!r}: {'output' if s is out else f'input {i}'} has {s['bits']} bits; "
+                    f"DORY kernels exist for {list(DORY_BITS)} only"
+                )
+        common = dict(
+            name=name,
+            op=node["op"],
+            inputs=tuple(node["inputs"]),
+            output=node["output"],
+            layer_type=lt,
+            in_bits=tuple(s["bits"] for s in ins),
+            in_signed=tuple(s["signed"] for s in ins),
+            out_bits=out["bits"],
+            out_signed=out["signed"],
+        )
+        if node["op"] in ("conv2d", "depthwise_conv2d", "linear"):
+            layer, scale = _linear_layer(node, lt, ins[0], out, arrays, width, max_shift, common)
+            if out["bits"] == 32:
+                logit_scale = scale
+        elif node["op"] == "avgpool":
+            layer = _pool_layer(lt, ins[0], out, common)
+        elif node["op"] == "add":
+            layer = _add_layer(ins, out, common)
+        else:
+            raise IntegerizationError(f"layer {name!r}: op {node['op']!r} is not supported by the DORY export")
+        check_packing(layer)
+        layers.append(layer)
+    if logit_scale is None:
+        raise IntegerizationError(f"{qn.network}: the last layer must be a linear classifier with an int32 output")
+    return IntegerNetwork(
+        network=qn.network,
+        input_tensor=inp["tensor"],
+        input_shape_nhwc=tuple(inp["shape_nhwc"]),
+        input_bits=inp["bits"],
+        input_signed=inp["signed"],
+        input_scale=float(inp["scale"]),
+        layers=layers,
+        requant_bits=width,
+        logit_scale=logit_scale,
+        ref_inputs=arrays[qn.doc["reference"]["inputs"]],
+        ref_logits=arrays[qn.doc["reference"]["logits"]],
+        config_sha256=qn.doc.get("config_sha256"),
+    )
+
+
+def max_abs(bits: int, signed: bool) -> int:
+    lo, hi = grid(bits, signed)
+    return max(-lo, hi)
+
+
+def _linear_layer(node, lt, sin, sout, arrays, width, max_shift, common) -> tuple[IntLayer, np.ndarray]:
+    name, wq = node["name"], node["w_quant"]
+    b_wt = wq["bits"]
+    if b_wt not in DORY_BITS:
+        raise IntegerizationError(f"layer {name!r}: {b_wt}-bit weights; DORY kernels exist for {list(DORY_BITS)}")
+    s_w = arrays[wq["scale"]]
+    w_int = np.clip(np.round(arrays[node["weight"]] / s_w), -(2 ** (b_wt - 1)), 2 ** (b_wt - 1) - 1).astype(np.int64)
+    acc_scale = float(sin["scale"]) * s_w  # real value of one accumulator LSB, per output channel
+    bias = arrays[node["bias"]] if node["bias"] else np.zeros(lt.out_ch)
+    fan_in = lt.kernel[0] * lt.kernel[1] * (lt.in_ch // lt.groups)
+    acc_bound = fan_in * max_abs(sin["bits"], sin["signed"]) * 2 ** (b_wt - 1)
+    layer = IntLayer(**common, w_bits=b_wt, weight=w_int)
+    if sout["bits"] == 32:  # the classifier: int32 accumulator with bias
+        if node["bn"] is not None:
+            raise IntegerizationError(f"layer {name!r}: an int32-output layer cannot carry batch norm")
+        layer.bias = np.round(bias / acc_scale).astype(np.int64)
+        acc_bound += int(np.abs(layer.bias).max())
+        _fits(name, "accumulator |sum(x*w) + bias|", acc_bound, ACC_BITS)
+        if np.abs(layer.bias).max() >= FLOAT32_EXACT:
+            raise IntegerizationError(f"layer {name!r}: integer bias exceeds 2^24 and is not exact in float32")
+        layer.bounds = {"acc": acc_bound}
+        return layer, acc_scale
+    _fits(name, "accumulator |sum(x*w)|", acc_bound, ACC_BITS)
+    g, beta = np.ones(lt.out_ch), np.zeros(lt.out_ch)
+    if node["bn"] is not None:
+        bn = node["bn"]
+        g = arrays[bn["gamma"]] / np.sqrt(arrays[bn["var"]] + bn["eps"])
+        beta = arrays[bn["beta"]] - arrays[bn["mean"]] * g
+    s_out = float(sout["scale"])
+    m_real = g * acc_scale / s_out
+    a_real = (beta + g * bias) / s_out + 0.5  # +1/2: round half up, folded into the add
+    lo, hi = grid(sout["bits"], sout["signed"])
+    for d in range(max_shift, -1, -1):
+        mul = np.round(m_real * 2.0**d).astype(np.int64)
+        # Any add beyond these limits saturates the clip for every possible accumulator; cutting it there
+        # changes no output and keeps the proof tight.
+        reach = acc_bound * np.abs(mul)
+        add = np.clip(np.round(a_real * 2.0**d), lo * 2**d - reach - 1, (hi + 1) * 2**d + reach).astype(np.int64)
+        worst = int((reach + np.abs(add)).max())
+        if worst < 2 ** (width - 1):
+            break
+    else:
+        raise OverflowProofError(f"layer {name!r}: |acc*mul + add| can reach {worst}, which overflows int{width}")
+    # A multiplier coarser than 2^out_bits errs by more than half an output step at full scale.
+    if np.abs(mul).max() < 2 ** sout["bits"]:
+        raise OverflowProofError(
+            f"layer {name!r}: |acc*mul + add| <= {acc_bound}*|mul| + |add| fits int{width} only with shift {d}, "
+            f"where the multiplier (max {int(np.abs(mul).max())}) is too coarse for {sout['bits']}-bit outputs; "
+            "use requant bits 64"
+        )
+    layer.mul, layer.add, layer.shift = mul, add, d
+    layer.bounds = {"acc": acc_bound, "requant": worst}
+    return layer, acc_scale
+
+
+def _pool_layer(lt, sin, sout, common) -> IntLayer:
+    name = common["name"]
+    if any(lt.padding):
+        raise IntegerizationError(f"layer {name!r}: padded average pooling is not supported by the DORY export")
+    ks = lt.kernel[0] * lt.kernel[1]
+    sum_bound = ks * max_abs(sin["bits"], sin["signed"])
+    m_real = float(sin["scale"]) / (ks * float(sout["scale"]))
+    for d in range(24, -1, -1):
+        m = round(m_real * 2**d)
+        add = 2 ** (d - 1) if d else 0
+        worst = sum_bound * m + add
+        # PULP-NN divides mul by the window size inside the kernel: store mul = m * ks, exactly divisible.
+        if worst < 2**31 and m * ks < FLOAT32_EXACT:
+            break
+    else:
+        raise OverflowProofError(f"layer {name!r}: average-pool requantization cannot fit int32")
+    if m == 0:
+        raise IntegerizationError(f"layer {name!r}: average-pool requantization multiplier rounds to 0")
+    layer = IntLayer(**common, mul=np.array(m * ks, np.int64), add=np.array(add, np.int64), shift=d)
+    layer.bounds = {"acc": sum_bound, "requant": worst}
+    return layer
+
+
+def _add_layer(ins, sout, common) -> IntLayer:
+    """Residual add: each input is requantized to a common 8-bit step ``s_c``, summed, then requantized.
+
+    ``s_c`` is the finest step at which both input grids fit the adder's 8-bit intermediate (its range follows
+    each input's signedness), so no representable input value is clipped.
+    """
+    s_c = max(float(s["scale"]) * max_abs(s["bits"], s["signed"]) / max_abs(8, s["signed"]) for s in ins)
+    rq = []
+    for s in ins:
+        x_bound = max_abs(s["bits"], s["signed"])
+        rq.append(_shift_mul(float(s["scale"]) / s_c, x_bound, common["name"]))
+    t_bound = sum(max_abs(8, s["signed"]) for s in ins)
+    rq.append(_shift_mul(s_c / float(sout["scale"]), t_bound, common["name"]))
+    worst = max(b * m + a for (m, a, _), b in zip(rq, [*(max_abs(s["bits"], s["signed"]) for s in ins), t_bound]))
+    layer = IntLayer(**common, add_rq=tuple(rq))
+    layer.bounds = {"requant": worst}
+    return layer
+
+
+def _shift_mul(ratio: float, x_bound: int, name: str) -> tuple[int, int, int]:
+    """Largest shift s <= 24 with ``x_bound * m + 2^(s-1) < 2^31`` for ``m = round(ratio * 2^s)``."""
+    for s in range(24, -1, -1):
+        m = round(ratio * 2**s)
+        a = 2 ** (s - 1) if s else 0
+        if x_bound * m + a < 2**31:
+            return m, a, s
+    raise OverflowProofError(f"layer {name!r}: residual-add requantization cannot fit int32")
+
+
+def _fits(name: str, what: str, bound: int, width: int) -> None:
+    if bound >= 2 ** (width - 1):
+        raise OverflowProofError(f"layer {name!r}: {what} can reach {bound}, which overflows int{width}")
+
+
+def packing_multiple(*bits: int) -> int:
+    """Channels must be a multiple of this for PULP-NN-mixed's sub-byte packing (8 / smallest width)."""
+    return 8 // min(b for b in bits if b <= 8)
+
+
+def check_packing(layer: IntLayer) -> None:
+    """Reject channel counts that DORY's tiler and weight packing cannot run (dory_format.md section 3.8)."""
+    lt = layer.layer_type
+    out_bits = (layer.out_bits,) if layer.out_bits <= 8 else ()
+    w_bits = (layer.w_bits,) if layer.w_bits else ()
+    m = packing_multiple(*layer.in_bits, *w_bits, *out_bits)
+    problems = []
+    if lt.out_ch % m:
+        problems.append(f"{lt.out_ch} output channels are not a multiple of {m}")
+    m_in = packing_multiple(*layer.in_bits)
+    if lt.in_ch % m_in:
+        problems.append(f"{lt.in_ch} input channels do not pack into bytes at {min(layer.in_bits)} bits")
+    if layer.op == "depthwise_conv2d" and layer.w_bits < 8 and lt.out_ch % 2:
+        problems.append(f"depthwise with {layer.w_bits}-bit weights needs an even channel count")
+    if problems:
+        raise IntegerizationError(f"layer {layer.name!r}: DORY cannot pack it: {'; '.join(problems)}")

@@ -1,0 +1,138 @@
+"""Random-weight QuantizedNetworks for any topology and config: test networks and one-layer profiling nets.
+
+The fake-quant forward below follows the artifact conventions of ``fb_schema._quantized_network`` (round half
+to even, one activation grid per tensor, calibrated on the batch; the classifier outputs its accumulator).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+from fb_deploy._reference import conv_float, window_sum
+from fb_schema import NetConfig, QuantizedNetwork, write_atomic
+from fb_schema.topologies import INPUT, Topology
+
+
+def _quant(x: np.ndarray, scale, bits: int, signed: bool) -> np.ndarray:
+    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    return np.clip(np.round(x / scale), lo, hi) * scale
+
+
+def tensor_bits(topology: Topology, config: NetConfig) -> dict[str, int]:
+    """Each layer's output width: its consumer's b_in (a conv consumer's when there are several); 32 at the end."""
+    bits = {}
+    for layer in topology.layers:
+        consumers = topology.consumers(layer.name)
+        if not consumers:
+            bits[layer.name] = 32
+            continue
+        conv = [c for c in consumers if c.layer_type.configurable]
+        bits[layer.name] = config.layer((conv or consumers)[0].name).b_in
+    return bits
+
+
+def random_quantized_network(
+    topology: Topology,
+    config: NetConfig,
+    path: str | os.PathLike,
+    seed: int = 0,
+    n_ref: int = 2,
+    n_calib: int = 8,
+) -> QuantizedNetwork:
+    """Write a QuantizedNetwork with random weights and calibrated grids to ``path`` (+ ``.npz``) and load it.
+
+    Args:
+        topology: the network (``fb_schema.topologies``).
+        config: per-layer (b_in, b_wt); each tensor is produced at its consumer's b_in.
+        path: the artifact's JSON path.
+        seed: random seed for weights, BN statistics and images.
+        n_ref: reference samples stored with their fake-quant logits.
+        n_calib: images used to calibrate BN statistics and activation grids.
+
+    Example:
+        >>> from fb_schema import NetConfig
+        >>> from fb_schema.topologies import digitsnet
+        >>> qn = random_quantized_network(digitsnet(), NetConfig.homogeneous(digitsnet(), 4, 4), "/tmp/d.json")
+        >>> qn.network
+        'digitsnet'
+    """
+    rng = np.random.default_rng(seed)
+    path = Path(path)
+    out_bits = tensor_bits(topology, config)
+    h, w, c = topology.input_shape
+    images = np.round(rng.uniform(0, 1, (max(n_calib, n_ref), h, w, c)) * 255) / 255
+    arrays: dict[str, np.ndarray] = {"ref_inputs": images[:n_ref].astype(np.float32)}
+    values, nodes, tensors = {INPUT: images}, [], {}
+    for layer in topology.layers:
+        lt, name = layer.layer_type, layer.name
+        node = {"name": name, "op": lt.op, "inputs": list(layer.inputs), "output": name, "layer_type": lt.key}
+        node |= {"weight": None, "bias": None, "bn": None, "w_quant": None}
+        x = [values[t] for t in layer.inputs]
+        bits = out_bits[name]
+        if lt.configurable:
+            b_wt = config.layer(name).b_wt
+            fan_in = lt.kernel[0] * lt.kernel[1] * lt.in_ch // lt.groups
+            wf = rng.normal(0, 1 / np.sqrt(fan_in), lt.weight_shape_hwio)
+            w_scale = np.abs(wf).reshape(-1, lt.out_ch).max(0) / 2 ** (b_wt - 1)
+            arrays[f"{name}.w"], arrays[f"{name}.w_scale"] = wf.astype(np.float32), w_scale.astype(np.float32)
+            node["weight"] = f"{name}.w"
+            node["w_quant"] = {"bits": b_wt, "scale": f"{name}.w_scale", "per_channel": True}
+            wq = _quant(
+                arrays[f"{name}.w"].astype(np.float64), arrays[f"{name}.w_scale"].astype(np.float64), b_wt, True
+            )
+            if lt.op == "linear":
+                y = x[0].reshape(len(x[0]), -1) @ wq
+            else:
+                y = conv_float(x[0], wq, lt)
+            if bits == 32:
+                arrays[f"{name}.b"] = rng.normal(0, 0.1, lt.out_ch).astype(np.float32)
+                node["bias"] = f"{name}.b"
+                y = y + arrays[f"{name}.b"]
+            else:
+                axes = tuple(range(y.ndim - 1))
+                stats = {
+                    "gamma": rng.uniform(0.5, 1.5, lt.out_ch),
+                    "beta": rng.normal(0.5, 0.5, lt.out_ch),
+                    "mean": y.mean(axes),
+                    "var": y.var(axes) + 1e-3,
+                }
+                for k, v in stats.items():
+                    arrays[f"{name}.bn.{k}"] = v.astype(np.float32)
+                node["bn"] = {k: f"{name}.bn.{k}" for k in stats} | {"eps": 1e-5}
+                bn = {k: arrays[f"{name}.bn.{k}"].astype(np.float64) for k in stats}
+                y = (y - bn["mean"]) / np.sqrt(bn["var"] + 1e-5) * bn["gamma"] + bn["beta"]
+        elif lt.op == "add":
+            y = x[0] + x[1]
+        else:
+            y = window_sum(x[0], lt.kernel, lt.stride) / (lt.kernel[0] * lt.kernel[1])
+        if bits == 32:
+            src = layer.inputs[0]
+            tensors[name] = {"bits": 32, "signed": True, "scale": 1 / 255 if src == INPUT else tensors[src]["scale"]}
+        else:
+            if layer.act == "relu6":
+                y = np.clip(y, 0, 6)
+            signed = bool((y < 0).any())
+            scale = max(float(np.abs(y).max()), 1e-6) / (2 ** (bits - 1) if signed else 2**bits - 1)
+            tensors[name] = {"bits": bits, "signed": signed, "scale": scale}
+            y = _quant(y, scale, bits, signed)
+        values[name] = y
+        nodes.append(node)
+    arrays["ref_logits"] = values[topology.output][:n_ref].astype(np.float32)
+    doc = {
+        "schema": "freebits/quantized-network/v1",
+        "network": topology.name,
+        "config_sha256": config.sha256(),
+        "input": {"tensor": INPUT, "shape_nhwc": [1, h, w, c], "bits": 8, "signed": False, "scale": 1 / 255},
+        "nodes": nodes,
+        "tensors": tensors,
+        "reference": {"inputs": "ref_inputs", "logits": "ref_logits"},
+    }
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_atomic(QuantizedNetwork.npz_for(path), buf.getvalue())
+    QuantizedNetwork(doc, QuantizedNetwork.npz_for(path)).save(path)
+    return QuantizedNetwork.load(path)

@@ -1,0 +1,133 @@
+"""``verify``: run a DORY model directory's ONNX Runtime twin against its golden files and the reference executor.
+
+Checks, in order: the twin passes ``onnx.checker``; on the golden input it reproduces every ``out_layer{i}.txt``
+bit for bit; when the directory holds the integer network, the twin equals the integer reference executor on
+random inputs, and the integer logits are compared with the artifact's fake-quant reference logits.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from fb_deploy._checker import check_model, errors
+from fb_deploy._dory_graph import DoryGraph, load_model_dir, parse
+from fb_deploy._errors import DeployError
+from fb_deploy._export import read_golden
+from fb_deploy._integer_network import IntegerNetwork, grid
+from fb_deploy._reference import run_layers
+from fb_deploy._twin import build_twin
+
+
+@dataclass
+class VerifyReport:
+    """What ``verify`` compared, and whether everything was bit-exact."""
+
+    model_dir: str
+    layers: int
+    golden_layers_equal: int = 0
+    golden_mismatches: list[str] = field(default_factory=list)
+    random_inputs: int = 0
+    random_equal: bool | None = None
+    random_mismatches: list[str] = field(default_factory=list)
+    fakequant: dict[str, float] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.golden_mismatches and self.random_equal is not False
+
+    def to_json(self) -> dict:
+        return {
+            "model_dir": self.model_dir,
+            "ok": self.ok,
+            "layers": self.layers,
+            "golden_layers_equal": self.golden_layers_equal,
+            "golden_mismatches": self.golden_mismatches,
+            "random_inputs": self.random_inputs,
+            "random_equal": self.random_equal,
+            "random_mismatches": self.random_mismatches,
+            "fakequant": self.fakequant,
+        }
+
+
+def twin_session(graph: DoryGraph, exact: int = 2**24) -> ort.InferenceSession:
+    """An ORT session of the checked twin (single-threaded: results never depend on the machine)."""
+    twin = build_twin(graph, exact)
+    onnx.checker.check_model(twin, full_check=True)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(twin.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def run_twin(session: ort.InferenceSession, x_nhwc: np.ndarray) -> list[np.ndarray]:
+    """Every DORY layer's output for integer NHWC inputs, in NHWC (or ``[N, C]``) int64."""
+    feed = {session.get_inputs()[0].name: np.asarray(x_nhwc, np.float32).transpose(0, 3, 1, 2)}
+    outs = session.run(None, feed)
+    return [o.transpose(0, 2, 3, 1) if o.ndim == 4 else o for o in outs]
+
+
+def verify(model_dir: str | os.PathLike, n_random: int = 8, seed: int = 0) -> VerifyReport:
+    """Verify a DORY model directory written by ``export_dory`` (or any DORY QuantLab model with goldens).
+
+    Raises:
+        DeployError: the checker finds a hard-rule violation, or a golden file is missing.
+    """
+    onnx_path, config, directory = load_model_dir(model_dir)
+    findings = check_model(onnx_path)
+    if errors(findings):
+        raise DeployError(f"{onnx_path}: {errors(findings)[0]}")
+    graph = parse(onnx.load(onnx_path), config)
+    session = twin_session(graph)
+    report = VerifyReport(str(directory), len(graph.layers))
+    c, h, w = graph.shapes[graph.input_name]
+    x = read_golden(directory / "input.txt")
+    lo, hi = grid(int(config.get("input_bits", 8)), bool(config.get("input_signed", False)))
+    if not config.get("input_signed", False) and x.min() < 0:
+        x = x % 256
+    elif config.get("input_signed", False) and x.max() > hi:
+        x = np.where(x > hi, x - 2 ** int(config.get("input_bits", 8)), x)  # written as unsigned bytes
+    outs = run_twin(session, x.reshape(1, h, w, c))
+    for i, (layer, out) in enumerate(zip(graph.layers, outs)):
+        golden_path = directory / f"out_layer{i}.txt"
+        if not golden_path.exists():
+            raise DeployError(f"{golden_path}: missing (DORY needs a golden file for every layer)")
+        golden = read_golden(golden_path)
+        if golden.size != out.size or not np.array_equal(golden, out.reshape(-1)):
+            diff = "size" if golden.size != out.size else f"{int((golden != out.reshape(-1)).sum())} values differ"
+            report.golden_mismatches.append(f"out_layer{i}.txt ({layer.name}): {diff}")
+        else:
+            report.golden_layers_equal += 1
+    net_path = directory / "integer_network.json"
+    if net_path.exists():
+        net = IntegerNetwork.load(net_path)
+        rng = np.random.default_rng(seed)
+        lo, hi = grid(net.input_bits, net.input_signed)
+        xr = rng.integers(lo, hi + 1, (n_random, *net.input_shape_nhwc[1:]))
+        ref = run_layers(net, xr)
+        outs = run_twin(session, xr)
+        report.random_inputs = n_random
+        for layer, out in zip(net.layers, outs):
+            if not np.array_equal(ref[layer.output], out):
+                report.random_mismatches.append(layer.name)
+        report.random_equal = not report.random_mismatches
+        if net.ref_inputs is not None:
+            report.fakequant = fakequant_agreement(net, session)
+    return report
+
+
+def fakequant_agreement(net: IntegerNetwork, session: ort.InferenceSession) -> dict[str, float]:
+    """Integer logits (via the twin, times each class's LSB) against the artifact's fake-quant logits."""
+    logits = run_twin(session, net.quantize_input(net.ref_inputs))[-1] * net.logit_scale
+    ref = np.asarray(net.ref_logits, np.float64)
+    err = np.abs(logits - ref)
+    return {
+        "samples": int(len(ref)),
+        "max_abs_error": float(err.max()),
+        "max_abs_error_rel": float(err.max() / max(np.abs(ref).max(), 1e-12)),
+        "argmax_agreement": float((logits.argmax(1) == ref.argmax(1)).mean()),
+    }
