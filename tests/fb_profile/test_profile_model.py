@@ -87,7 +87,7 @@ def test_unknown_isa_and_pair_outside_the_set_are_one_line_errors():
     with pytest.raises(ValueError, match=r"b_wt=3 outside the supported bits \(2, 4, 8\)"):
         backend.latency(LayerType.linear(64, 10), 8, 3)
     with pytest.raises(ValueError, match="bit width.s. 6 not supported"):
-        backend.check_bits((2, 6, 8))
+        backend.check((2, 6, 8), 8)
 
 
 def test_constants_file_round_trip_and_errors(tmp_path):

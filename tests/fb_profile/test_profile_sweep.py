@@ -20,8 +20,8 @@ class Counting:
     def target(self, b_out, bits):
         return self.inner.target(b_out, bits)
 
-    def check_bits(self, bits):
-        self.inner.check_bits(bits)
+    def check(self, bits, b_out):
+        self.inner.check(bits, b_out)
 
     def latency(self, lt, a, w, o=8):
         self.calls.append((lt.key, a, w))

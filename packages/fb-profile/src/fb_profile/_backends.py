@@ -48,8 +48,9 @@ class PulpModel:
         return Target(self.slug(), c.isa, c.n_cores, 65536, 524288, self.name, self.version, "cycles", b_out,
                       tuple(sorted(allowed_bits)))  # fmt: skip
 
-    def check_bits(self, bits: tuple[int, ...]) -> None:
-        bad = sorted(set(bits) - set(self.bits))
+    def check(self, bits: tuple[int, ...], b_out: int = 8) -> None:
+        """Raise a one-line ValueError if the sweep asks for bit widths the model does not know."""
+        bad = sorted((set(bits) | {b_out}) - set(self.bits))
         if bad:
             raise ValueError(
                 f"{self.spec}: bit width(s) {', '.join(map(str, bad))} not supported; expected a subset of "

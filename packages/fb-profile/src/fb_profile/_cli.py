@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
+from fb_profile._constants import FREE, builtin_constants, save_constants
 from fb_profile._layers import builtin_network, layer_counts, layer_types_of, network_layers
 from fb_profile._plot import plot_throughput
 from fb_profile._sweep import sweep
@@ -121,6 +123,48 @@ def plot_cmd(tables, output, title):
     """Fig. 1: throughput (MAC/cycle) per precision pair, one candlestick group per table (ISA)."""
     plot_throughput(_load_tables(tables), output, title)
     click.echo(f"wrote {output}")
+
+
+@main.command("compare")
+@click.argument("tables", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Scatter of the others against the first.")
+def compare_cmd(tables, plot_path):
+    """Best pair per layer type on each table, where they differ, rank correlation (first table = reference)."""
+    from fb_profile._compare import compare_tables, plot_against
+
+    loaded = _load_tables(tables)
+    names = [Path(t).stem for t in tables] if len({x.target.name for x in loaded}) < len(loaded) else None
+    try:
+        result = compare_tables(loaded, names)
+    except ValueError as exc:
+        raise _fail(exc) from None
+    click.echo(result.report())
+    if plot_path:
+        plot_against(loaded[0], loaded[1:], plot_path)
+        click.echo(f"wrote {plot_path}")
+
+
+@main.command("calibrate")
+@click.option("--model", "isa", required=True, help="ISA of the pulp-model to calibrate (xpulpv2, xpulpnn1, ...).")
+@click.option("--measured", required=True, type=click.Path(dir_okay=False), help="Measured latency table (JSON).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Constants file to write [default: "
+              "<measured>.constants.json].")  # fmt: skip
+@click.option("--free", default=",".join(FREE), show_default=True, help="Constants to fit.")
+def calibrate_cmd(isa, measured, output, free):
+    """Fit the model's free constants to a measured table; load the result with `sweep --constants`."""
+    from fb_profile._calibrate import calibrate
+
+    (table,) = _load_tables([measured])
+    try:
+        initial = builtin_constants(isa)
+        result = calibrate(initial, table, [f.strip() for f in free.split(",") if f.strip()])
+    except ValueError as exc:
+        raise _fail(exc) from None
+    click.echo(result.report())
+    output = output or str(Path(measured).with_suffix("")) + ".constants.json"
+    save_constants(result.constants, output, {"fit": {"measured": str(measured), "points": result.points,
+                                                     "before": result.before, "after": result.after}})  # fmt: skip
+    click.echo(f"wrote {output} (use: fb-profile sweep ... --target pulp-model:{isa} --constants {output})")
 
 
 if __name__ == "__main__":  # pragma: no cover

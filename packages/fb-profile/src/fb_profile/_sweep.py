@@ -113,7 +113,8 @@ def sweep(
     """Profile every layer type at every allowed pair on ``target`` and return the latency table.
 
     Args:
-        layer_types: ``{key: LayerType}``, or anything ``layer_types_of`` reads (topology, config, ONNX path).
+        layer_types: ``{key: LayerType}``, or anything ``layer_types_of`` reads (topology, config, ONNX path);
+            None = the layer types the backend holds (an imported table).
         target: a spec such as ``"pulp-model:xpulpnn1"`` or a backend object.
         allowed_bits: bit widths for b_in and b_wt (the table's ``allowed_bits``).
         jobs: worker processes (1 = in this process).
@@ -133,7 +134,11 @@ def sweep(
     """
     backend = make_backend(target, constants)
     bits = tuple(sorted(set(allowed_bits)))
-    backend.check_bits(bits + (b_out,))
+    backend.check(bits, b_out)
+    if layer_types is None:  # e.g. an imported table: profile what it holds
+        layer_types = getattr(backend, "layer_types", None)
+        if not layer_types:
+            raise ValueError(f"{backend.spec}: give the layer types (network, config or ONNX) to sweep")
     types = layer_types_of(layer_types)
     points = sweep_points(types, bits)
     cache = None if cache_dir is False else PointCache(default_cache_dir() if cache_dir in (None, True) else cache_dir,
