@@ -14,6 +14,7 @@ from fb_deploy._integerize import integerize
 from fb_deploy._memory import LayerMemory, l2_report
 from fb_deploy._random import random_quantized_network, tensor_bits
 from fb_deploy._reference import run_layers, run_reference
+from fb_deploy._single_layer import single_layer_network
 from fb_deploy._verify import VerifyReport, verify
 
 __version__ = "0.1.0"
@@ -39,6 +40,7 @@ __all__ = [
     "read_golden",
     "run_layers",
     "run_reference",
+    "single_layer_network",
     "tensor_bits",
     "verify",
 ]

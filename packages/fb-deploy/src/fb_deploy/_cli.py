@@ -17,8 +17,9 @@ from fb_deploy._export import DEFAULT_CODE_RESERVED, export_dory
 from fb_deploy._integer_network import IntegerNetwork, is_integer_network
 from fb_deploy._integerize import integerize
 from fb_deploy._memory import L2_BYTES, l2_report
+from fb_deploy._single_layer import single_layer_network
 from fb_deploy._verify import verify
-from fb_schema import QuantizedNetwork, SchemaError
+from fb_schema import LayerType, QuantizedNetwork, SchemaError, write_json
 
 
 def _friendly(fn):
@@ -154,3 +155,40 @@ def verify_cmd(model_dir: Path, n_random: int, seed: int, as_json: bool) -> None
             )
     if not report.ok:
         sys.exit(1)
+
+
+@main.command("layer")
+@click.argument("key")
+@click.option("--b-in", type=click.Choice(["2", "4", "8"]), required=True, help="Input bits.")
+@click.option("--b-wt", type=click.Choice(["2", "4", "8"]), default=None, help="Weight bits (not for add/avgpool).")
+@click.option("--b-out", type=click.Choice(["2", "4", "8"]), default="8", show_default=True, help="Output bits.")
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True, help="Model dir.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--code-reserved", type=int, default=DEFAULT_CODE_RESERVED, show_default=True, help="L2 bytes for code.")
+@_friendly
+def layer_cmd(key: str, b_in: str, b_wt: str | None, b_out: str, output: Path, seed: int, code_reserved: int) -> None:
+    """Write a one-layer DORY model dir for layer type KEY (random weights), for latency profiling."""
+    try:
+        lt = LayerType.from_key(key)
+    except ValueError as exc:
+        raise click.BadParameter(f"not a layer-type key ({exc})", param_hint="KEY") from None
+    if lt.configurable and b_wt is None:
+        raise click.UsageError(f"--b-wt is required for {lt.op}")
+    net = single_layer_network(lt, int(b_in), int(b_wt) if lt.configurable else None, int(b_out), seed)
+    out = export_dory(net, output, code_reserved=code_reserved)
+    graph = parse(onnx.load(out / "model.onnx"), json.loads((out / "config.json").read_text()))
+    profiled = graph.layers[-1]
+    info = {
+        "layer_type": key,
+        "b_in": int(b_in),
+        "b_wt": int(b_wt) if lt.configurable else None,
+        "b_out": int(b_out),
+        "padded_in_ch": net.layers[-1].layer_type.in_ch,
+        "dory_layer": profiled.name,
+        "dory_layer_index": profiled.index,
+    }
+    write_json(out / "layer.json", info)
+    findings = errors(check_model(out))
+    if findings:
+        raise click.ClickException(f"{out}: {findings[0]}")
+    click.echo(f"wrote {out}: {profiled.name} ({lt.op}, in {b_in} w {b_wt or '-'} out {b_out})")

@@ -130,11 +130,12 @@ def build_dory_model(int_net: IntegerNetwork) -> onnx.ModelProto:
         names[layer.output] = y
         shapes[layer.output] = (lt.out_ch,) if layer.op == "linear" else (*lt.out_hw, lt.out_ch)
     last = int_net.layers[-1].layer_type
+    out_shape = [1, last.out_ch] if int_net.layers[-1].op == "linear" else [1, last.out_ch, *last.out_hw]
     graph = helper.make_graph(
         b.nodes,
         int_net.network,
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [1, c, h, w])],
-        [helper.make_tensor_value_info(names[int_net.output], TensorProto.FLOAT, [1, last.out_ch])],
+        [helper.make_tensor_value_info(names[int_net.output], TensorProto.FLOAT, out_shape)],
         b.inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="fb-deploy")
@@ -172,7 +173,8 @@ def export_dory(
         if int_net.ref_inputs is not None:
             x_nhwc = int_net.quantize_input(int_net.ref_inputs[:1])
         else:
-            x_nhwc = np.zeros(int_net.input_shape_nhwc, np.int64)
+            lo, hi = grid(int_net.input_bits, int_net.input_signed)
+            x_nhwc = np.random.default_rng(0).integers(lo, hi + 1, int_net.input_shape_nhwc)
     x_nhwc = np.asarray(x_nhwc).reshape(int_net.input_shape_nhwc)
     values = run_layers(int_net, x_nhwc)
     write_atomic(out / "model.onnx", build_dory_model(int_net).SerializeToString())

@@ -146,7 +146,21 @@ def _linear_layer(node, lt, sin, sout, arrays, width, max_shift, common) -> tupl
     s_out = float(sout["scale"])
     m_real = g * acc_scale / s_out
     a_real = (beta + g * bias) / s_out + 0.5  # +1/2: round half up, folded into the add
-    lo, hi = grid(sout["bits"], sout["signed"])
+    mul, add, d, worst = choose_requant(
+        name, m_real, a_real, acc_bound, (sout["bits"], sout["signed"]), width, max_shift
+    )
+    layer.mul, layer.add, layer.shift = mul, add, d
+    layer.bounds = {"acc": acc_bound, "requant": worst}
+    return layer, acc_scale
+
+
+def choose_requant(name, m_real, a_real, acc_bound, out_grid, width, max_shift):
+    """Largest shift d whose worst case ``acc_bound * |mul| + |add|`` fits ``width`` bits; (mul, add, d, worst).
+
+    Raises:
+        OverflowProofError: no shift fits, or the fitting multiplier is coarser than ``2^out_bits``.
+    """
+    lo, hi = grid(*out_grid)
     for d in range(max_shift, -1, -1):
         mul = np.round(m_real * 2.0**d).astype(np.int64)
         # Any add beyond these limits saturates the clip for every possible accumulator; cutting it there
@@ -159,15 +173,13 @@ def _linear_layer(node, lt, sin, sout, arrays, width, max_shift, common) -> tupl
     else:
         raise OverflowProofError(f"layer {name!r}: |acc*mul + add| can reach {worst}, which overflows int{width}")
     # A multiplier coarser than 2^out_bits errs by more than half an output step at full scale.
-    if np.abs(mul).max() < 2 ** sout["bits"]:
+    if np.abs(mul).max() < 2 ** out_grid[0]:
         raise OverflowProofError(
             f"layer {name!r}: |acc*mul + add| <= {acc_bound}*|mul| + |add| fits int{width} only with shift {d}, "
-            f"where the multiplier (max {int(np.abs(mul).max())}) is too coarse for {sout['bits']}-bit outputs; "
+            f"where the multiplier (max {int(np.abs(mul).max())}) is too coarse for {out_grid[0]}-bit outputs; "
             "use requant bits 64"
         )
-    layer.mul, layer.add, layer.shift = mul, add, d
-    layer.bounds = {"acc": acc_bound, "requant": worst}
-    return layer, acc_scale
+    return mul, add, d, worst
 
 
 def _pool_layer(lt, sin, sout, common) -> IntLayer:
