@@ -90,15 +90,26 @@ def layer_types_cmd(network, width, resolution, config, onnx_path, as_json):
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the point cache.")
 @click.option("--constants", type=click.Path(dir_okay=False), help="Calibrated pulp-model constants (JSON).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--dory-python", help="gvsoc: interpreter for DORY (numpy<1.24) [env FB_DORY_PYTHON].")
+@click.option("--dory-dir", help="gvsoc: DORY checkout with network_generate.py [env FB_DORY_DIR].")
+@click.option("--pulp-sdk", help="gvsoc: pulp-sdk checkout (configs/pulp-open*.sh) [env FB_PULP_SDK].")
+@click.option("--toolchain", help="gvsoc: PULP RISC-V GCC toolchain [env PULP_RISCV_GCC_TOOLCHAIN].")
+@click.option("--fb-deploy", help="gvsoc: the fb-deploy executable [env FB_DEPLOY, default fb-deploy on PATH].")
+@click.option("--work-dir", help="gvsoc: keep each point's model, app and log here.")
+@click.option("--timeout", type=float, help="gvsoc: seconds per tool run [default 3600].")
 def sweep_cmd(network, width, resolution, config, onnx_path, target, output, bits, b_out, jobs, cache_dir, no_cache,
-              constants, no_progress):  # fmt: skip
+              constants, no_progress, **tools):  # fmt: skip
     """Profile every layer type at every allowed (b_in, b_wt) pair and write the latency table."""
-    source = _source(network, width, resolution, config, onnx_path)
+    table_import = target.startswith("table:") and not any((network, config, onnx_path))
+    source = None if table_import else _source(network, width, resolution, config, onnx_path)
+    options = {k: v for k, v in tools.items() if v is not None}
+    if options and not target.startswith("gvsoc:"):
+        raise click.UsageError(f"--{next(iter(options)).replace('_', '-')} only applies to gvsoc targets")
     if ":" not in target or target.startswith(":"):
         raise click.UsageError(f"--target: expected <backend>:<arg> such as pulp-model:xpulpv2, got {target!r}")
     try:
         table = sweep(source, target, _bits(bits), jobs, False if no_cache else cache_dir, not no_progress, b_out,
-                      constants)  # fmt: skip
+                      constants, **options)  # fmt: skip
     except (ValueError, SchemaError, OSError) as exc:
         raise _fail(exc) from None
     table.save(output)

@@ -109,6 +109,7 @@ def sweep(
     progress: bool = True,
     b_out: int = 8,
     constants: str | os.PathLike | None = None,
+    **backend_options: Any,
 ) -> LatencyTable:
     """Profile every layer type at every allowed pair on ``target`` and return the latency table.
 
@@ -122,6 +123,7 @@ def sweep(
         progress: show a progress bar.
         b_out: output bits of every layer (the table's ``b_out``).
         constants: a calibrated constants file for the pulp-model backend.
+        **backend_options: tool paths of the gvsoc backend (dory_python, dory_dir, pulp_sdk, toolchain, ...).
 
     Returns:
         The LatencyTable; points that failed twice are listed under ``failed``.
@@ -132,7 +134,7 @@ def sweep(
         >>> table.target.name, len(table.entries), table.failed
         ('pulp-xpulpnn1', 33, [])
     """
-    backend = make_backend(target, constants)
+    backend = make_backend(target, constants, **backend_options)
     bits = tuple(sorted(set(allowed_bits)))
     backend.check(bits, b_out)
     if layer_types is None:  # e.g. an imported table: profile what it holds
@@ -146,6 +148,8 @@ def sweep(
     done = cache.load() if cache else {}
     entries = {p: done[p] for p in points if p in done}
     todo = [(types[k], a, w) for (k, a, w) in points if (k, a, w) not in entries]
+    if todo and hasattr(backend, "preflight"):  # missing tools: one error, not one failure per point
+        backend.preflight()
     failed: dict[Point, str] = {}
     bar = tqdm(total=len(todo), desc=f"sweep {backend.spec}", unit="pt", disable=not progress or not todo, leave=False)
     try:

@@ -1,0 +1,227 @@
+"""The ``gvsoc`` backend: measure each point on the user's DORY + PULP SDK + GVSOC installation.
+
+Per (layer type, b_in, b_wt): fb-deploy writes a one-layer DORY model directory (``fb-deploy layer KEY --b-in N
+--b-wt N --b-out N -o DIR``), DORY generates the application (``network_generate.py ... --optional mixed-sw`` for
+XpulpV2, ``mixed-hw`` for XpulpNN), the PULP SDK builds and runs it on GVSOC (``make clean all run platform=gvsoc
+CORE=8``) and the layer's ``num cycles`` is parsed from the output. DORY runs under the interpreter the user names
+(it needs numpy < 1.24). This is how the Free Bits paper (arXiv 2307.02894, Sec. IV) measured its tables.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fb_schema import LayerType, Target
+
+GVSOC_ISAS = {"xpulpv2": ("mixed-sw", "pulp-open"), "xpulpnn1": ("mixed-hw", "pulp-open-nn")}
+BITS = (2, 4, 8)
+
+# DORY >= Nov 2022 (net_utils.c print_perf), DORY <= Oct 2022 (network_c_template.c), 2020 DORY (network.c).
+_CURRENT = re.compile(r"^[ \t]*(?P<name>\S[^\n]*?) performance:[ \t]*\r?\n[ \t]*- num cycles: (?P<cyc>\d+)", re.M)
+_OCT2022_LAYER = re.compile(r"^[ \t]*Layer\s+(?P<idx>\d+)\s*:\s*num_cycles:\s*(?P<cyc>\d+)", re.M)
+_OCT2022_TOTAL = re.compile(r"^num_cycles:\s*(?P<cyc>\d+)\s*$", re.M)
+_Y2020_LAYER = re.compile(r"^\s*\[(?P<idx>\d+)\]\s*:\s*num_cycles:\s*(?P<cyc>\d+)", re.M)
+
+
+def parse_perf(text: str) -> dict[str, int]:
+    """Cycle counts by layer name from a DORY application's output; the network total is under ``"Final"``."""
+    out: dict[str, int] = {}
+    for m in _CURRENT.finditer(text):
+        out[m["name"].strip()] = int(m["cyc"])
+    if out:
+        return out
+    for m in _OCT2022_LAYER.finditer(text):
+        out[f"Layer {int(m['idx'])}"] = int(m["cyc"])
+    for m in _OCT2022_TOTAL.finditer(text):
+        out["Final"] = int(m["cyc"])
+    if out:
+        return out
+    for m in _Y2020_LAYER.finditer(text):
+        out[f"[{int(m['idx'])}]"] = int(m["cyc"])
+    return out
+
+
+def layer_cycles_from_log(text: str) -> int:
+    """Cycles of the (one-layer) network: the sum of its layer blocks, else its total.
+
+    Raises:
+        RuntimeError: a checksum failed or no cycle count was printed.
+    """
+    if re.search(r"Checksum\s+Failed", text):
+        line = next(x for x in text.splitlines() if re.search(r"Checksum\s+Failed", x))
+        raise RuntimeError(f"the GVSOC run computed a wrong result ({line.strip()})")
+    perf = parse_perf(text)
+    layers = {k: v for k, v in perf.items() if k != "Final"}
+    if layers:
+        return sum(layers.values())
+    if "Final" in perf:
+        return perf["Final"]
+    raise RuntimeError("no cycle count in the GVSOC output (expected DORY's '<layer> performance:' block)")
+
+
+def deploy_command(fb_deploy: str, key: str, b_in: int, b_wt: int | None, b_out: int, out_dir: str) -> list[str]:
+    """fb-deploy's one-layer DORY model (``--b-wt`` left out for add / pool layers, which have no weights)."""
+    cmd = [fb_deploy, "layer", key, "--b-in", str(b_in)]
+    if b_wt is not None:
+        cmd += ["--b-wt", str(b_wt)]
+    return cmd + ["--b-out", str(b_out), "-o", out_dir]
+
+
+def dory_command(python: str, dory_dir: str, model_dir: str, app_dir: str, isa: str) -> list[str]:
+    """DORY's generator for the PULP_gvsoc target with per-layer performance counters."""
+    flow = GVSOC_ISAS[isa][0]
+    return [python, str(Path(dory_dir) / "network_generate.py"), "Quantlab", "PULP.PULP_gvsoc",
+            str(Path(model_dir) / "config.json"), "--app_dir", app_dir, "--optional", flow, "--perf_layer",
+            "--verbose_level", "Perf_final"]  # fmt: skip
+
+
+def run_command(pulp_sdk: str, app_dir: str, isa: str) -> list[str]:
+    """Build and run on GVSOC in the SDK's environment (CORE=8: the Makefile defaults to one core)."""
+    config = Path(pulp_sdk) / "configs" / f"{GVSOC_ISAS[isa][1]}.sh"
+    script = f"source {shlex.quote(str(config))} && make -C {shlex.quote(app_dir)} clean all run platform=gvsoc CORE=8"
+    return ["bash", "-c", script]
+
+
+@dataclass
+class GvsocBackend:
+    """Measures points on GVSOC through the user's tools (paths from options or environment variables)."""
+
+    isa: str
+    dory_python: str | None = None
+    dory_dir: str | None = None
+    pulp_sdk: str | None = None
+    toolchain: str | None = None
+    fb_deploy: str | None = None
+    work_dir: str | None = None
+    timeout: float = 3600.0
+    name: str = "gvsoc"
+    version: str = "1"
+
+    @classmethod
+    def from_spec(cls, isa: str, **options: Any) -> GvsocBackend:
+        if isa == "xpulpnn2":
+            raise ValueError(
+                "gvsoc:xpulpnn2: there is no public DORY/GVSOC support for XpulpNN-mixed; use pulp-model:xpulpnn2"
+            )
+        if isa not in GVSOC_ISAS:
+            raise ValueError(f"unknown ISA {isa!r} for the gvsoc backend; expected one of {', '.join(GVSOC_ISAS)}")
+        env = os.environ
+        defaults = {
+            "dory_python": env.get("FB_DORY_PYTHON"),
+            "dory_dir": env.get("FB_DORY_DIR"),
+            "pulp_sdk": env.get("FB_PULP_SDK"),
+            "toolchain": env.get("PULP_RISCV_GCC_TOOLCHAIN"),
+            "fb_deploy": env.get("FB_DEPLOY") or "fb-deploy",
+        }
+        given = {k: v for k, v in options.items() if v is not None}
+        unknown = set(given) - set(defaults) - {"work_dir", "timeout"}
+        if unknown:
+            raise ValueError(f"gvsoc backend: unknown option(s) {', '.join(sorted(unknown))}")
+        return cls(isa, **{**defaults, **given})
+
+    @property
+    def spec(self) -> str:
+        return f"{self.name}:{self.isa}"
+
+    def cache_params(self) -> dict[str, Any]:
+        return {"isa": self.isa, "dory_dir": self.dory_dir, "pulp_sdk": self.pulp_sdk, "toolchain": self.toolchain}
+
+    def target(self, b_out: int, allowed_bits: tuple[int, ...]) -> Target:
+        return Target(
+            f"gvsoc-{self.isa}",
+            self.isa,
+            8,
+            65536,
+            524288,
+            self.name,
+            self.version,
+            "cycles",
+            b_out,
+            tuple(sorted(allowed_bits)),
+        )
+
+    def check(self, bits: tuple[int, ...], b_out: int = 8) -> None:
+        bad = sorted((set(bits) | {b_out}) - set(BITS))
+        if bad:
+            raise ValueError(f"{self.spec}: bit width(s) {', '.join(map(str, bad))} not supported by DORY's kernels")
+
+    def preflight(self) -> None:
+        """Raise a one-line ValueError naming the first missing tool, what to install and which option to set."""
+        deploy = shutil.which(self.fb_deploy or "fb-deploy")
+        if deploy is None:
+            raise ValueError(
+                f"gvsoc backend: fb-deploy not found ({self.fb_deploy!r}): install it from this "
+                "repository (pip install -e packages/fb-deploy) or point --fb-deploy to it"
+            )
+        if not self.dory_dir or not (Path(self.dory_dir) / "network_generate.py").is_file():
+            raise ValueError(
+                f"gvsoc backend: DORY not found ({self.dory_dir!r} has no network_generate.py): clone "
+                "pulp-platform/dory with its submodules and point --dory-dir (or FB_DORY_DIR) to it"
+            )
+        python = self.dory_python and shutil.which(self.dory_python)
+        hint = (
+            "DORY needs its own interpreter with numpy<1.24, onnx, mako, ortools: create a venv (pip install "
+            "'numpy<1.24' onnx mako ortools) and point --dory-python (or FB_DORY_PYTHON) to its python"
+        )
+        if not python:
+            raise ValueError(f"gvsoc backend: DORY's interpreter not found ({self.dory_python!r}): {hint}")
+        probe = subprocess.run(
+            [python, "-c", "import onnx, mako, ortools, numpy; print(numpy.__version__)"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        version = probe.stdout.strip().split(".")
+        if probe.returncode != 0 or len(version) < 2 or (int(version[0]), int(version[1])) >= (1, 24):
+            found = probe.stdout.strip() or (probe.stderr.strip().splitlines() or ["?"])[-1]
+            raise ValueError(f"gvsoc backend: {python} is not usable for DORY ({found}): {hint}")
+        config = Path(self.pulp_sdk or "") / "configs" / f"{GVSOC_ISAS[self.isa][1]}.sh"
+        if not self.pulp_sdk or not config.is_file():
+            raise ValueError(
+                f"gvsoc backend: PULP SDK not found ({self.pulp_sdk!r} has no configs/{config.name}): "
+                "clone pulp-platform/pulp-sdk and point --pulp-sdk (or FB_PULP_SDK) to it"
+            )
+        gcc = Path(self.toolchain or "") / "bin" / "riscv32-unknown-elf-gcc"
+        if not self.toolchain or not gcc.is_file():
+            raise ValueError(
+                f"gvsoc backend: PULP RISC-V GCC toolchain not found ({self.toolchain!r} has no "
+                "bin/riscv32-unknown-elf-gcc): install the PULP riscv-nn toolchain and set "
+                "PULP_RISCV_GCC_TOOLCHAIN (or --toolchain)"
+            )
+        for tool in ("bash", "make"):
+            if shutil.which(tool) is None:
+                raise ValueError(f"gvsoc backend: {tool} not found on PATH: install it (e.g. apt-get install {tool})")
+
+    def _run(self, step: str, cmd: list[str], cwd: str | None = None) -> str:
+        env = {**os.environ, "PULP_RISCV_GCC_TOOLCHAIN": self.toolchain or ""}
+        try:
+            proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"{step} timed out after {self.timeout:.0f} s") from None
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or [""]
+            raise RuntimeError(f"{step} failed (exit {proc.returncode}): {tail[0]}")
+        return proc.stdout + proc.stderr
+
+    def latency(self, lt: LayerType, b_in: int, b_wt: int | None, b_out: int = 8) -> int:
+        point = f"{lt.key}_a{b_in}_w{b_wt or 0}_o{b_out}"
+        with tempfile.TemporaryDirectory(prefix="fb-gvsoc-") as tmp:
+            root = Path(self.work_dir) / point if self.work_dir else Path(tmp)
+            model, app = root / "model", root / "app"
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir(parents=True)
+            deploy = shutil.which(self.fb_deploy or "fb-deploy") or "fb-deploy"
+            self._run("fb-deploy layer", deploy_command(deploy, lt.key, b_in, b_wt, b_out, str(model)))
+            python, dory = self.dory_python or "python3", self.dory_dir or "."
+            self._run("DORY network_generate", dory_command(python, dory, str(model), str(app), self.isa), cwd=dory)
+            log = self._run("GVSOC run", run_command(self.pulp_sdk or ".", str(app), self.isa))
+            (root / "gvsoc.log").write_text(log)
+            return layer_cycles_from_log(log)
