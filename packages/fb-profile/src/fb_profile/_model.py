@@ -99,19 +99,19 @@ def l2_cycles(lt: LayerType, a: int, w: int | None, o: int, c: Constants, tile: 
     tile = tile or tile_layer(lt, a, w or 8, o, c.l1_budget, c.bn_bits)
     H, W = lt.out_hw
     C = lt.out_ch
-    n_in_elems = lt.in_ch if lt.op not in ("depthwise_conv2d",) else None
     nn, nh, nw = tile.counts(C, H, W)
     spatial_tiles = nh * nw
     dw = lt.op == "depthwise_conv2d"
+    per_channel_input = dw or lt.op in ("add", "avgpool")  # input channels follow the output channel tile
     inputs = 2 if lt.op == "add" else 1
     total = 0.0
     first = None
     for n, cn in _splits(C, tile.n_out):
-        for h, ch in _splits(H, tile.h_out):
-            for cols, cw in _splits(W, tile.w_out):
+        for i, (h, ch) in enumerate(_splits(H, tile.h_out)):
+            for j, (cols, cw) in enumerate(_splits(W, tile.w_out)):
                 h_in = min(lt.in_h, (h - 1) * lt.stride[0] + lt.kernel[0]) if h != H else lt.in_h
                 w_in = min(lt.in_w, (cols - 1) * lt.stride[1] + lt.kernel[1]) if cols != W else lt.in_w
-                ch_in = n if (dw or lt.op in ("add", "avgpool")) else n_in_elems
+                ch_in = n if per_channel_input else lt.in_ch
                 x_bytes = inputs * _nbytes(h_in * w_in * ch_in, a)
                 if dw:  # HWC -> CHW transposition: one 2D transfer with 1-byte lines per channel
                     dx = x_bytes * c.dma_1b + c.l_dma
@@ -125,9 +125,9 @@ def l2_cycles(lt: LayerType, a: int, w: int | None, o: int, c: Constants, tile: 
                 if first is None:
                     first = (dx, dwt, dy)
                 # The input is re-fetched for every tile unless the whole map is one tile (then it stays in L1).
-                dx_next = dx if (spatial_tiles > 1 or dw or lt.op in ("add", "avgpool")) else 0.0
+                dx_next = dx if (spatial_tiles > 1 or per_channel_input) else 0.0
                 total += count * (max(comp, dx_next + dy) + c.t_tile_ovh)
-                if nn > 1 and not dw:  # weight tile changes with the channel tile
+                if nn > 1 and i == j == 0:  # the weights change once per channel tile (loop order nof -> h -> w)
                     total += cn * (max(comp, dx_next + dy + dwt) - max(comp, dx_next + dy))
     assert first is not None
     dx0, dw0, dy0 = first
