@@ -6,6 +6,16 @@ the export bit for bit, and an L2 memory estimate. Paper: Rutishauser, Conti, Be
 Optimization of Mixed-Precision Quantized Neural Networks on the Edge", arXiv 2307.02894.
 """
 
+from fb_deploy._adapters import (
+    Cycles,
+    DoryResult,
+    ToolError,
+    dory_command,
+    gvsoc_command,
+    parse_cycles,
+    run_dory,
+    run_gvsoc,
+)
 from fb_deploy._checker import Finding, check_model, errors
 from fb_deploy._errors import DeployError, IntegerizationError, OverflowProofError
 from fb_deploy._export import build_dory_model, export_dory, read_golden
@@ -20,6 +30,14 @@ from fb_deploy._verify import VerifyReport, verify
 __version__ = "0.1.0"
 
 __all__ = [
+    "Cycles",
+    "DoryResult",
+    "ToolError",
+    "dory_command",
+    "gvsoc_command",
+    "parse_cycles",
+    "run_dory",
+    "run_gvsoc",
     "INTEGER_NETWORK_SCHEMA",
     "DeployError",
     "Finding",

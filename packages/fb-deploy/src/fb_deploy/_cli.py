@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 import onnx
 
+from fb_deploy._adapters import run_dory, run_gvsoc
 from fb_deploy._checker import check_model, errors
 from fb_deploy._dory_graph import load_model_dir, parse
 from fb_deploy._errors import DeployError
@@ -192,3 +193,33 @@ def layer_cmd(key: str, b_in: str, b_wt: str | None, b_out: str, output: Path, s
     if findings:
         raise click.ClickException(f"{out}: {findings[0]}")
     click.echo(f"wrote {out}: {profiled.name} ({lt.op}, in {b_in} w {b_wt or '-'} out {b_out})")
+
+
+@main.command("dory")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--dory", "dory_path", type=click.Path(path_type=Path), help="DORY checkout (pulp-platform/dory).")
+@click.option("--isa", type=click.Choice(["xpulpv2", "xpulpnn1", "xpulpnn2"]), default="xpulpv2", show_default=True)
+@click.option("--app-dir", type=click.Path(file_okay=False, path_type=Path), help="Default: MODEL_DIR/app.")
+@click.option("--dory-python", envvar="FB_DORY_PYTHON", help="Python for DORY (numpy<1.24); env FB_DORY_PYTHON.")
+@click.option("--verbose-level", type=click.Choice(["None", "Perf_final", "Check_all+Perf_final", "Last+Perf_final"]))
+@_friendly
+def dory_cmd(model_dir, dory_path, isa, app_dir, dory_python, verbose_level) -> None:
+    """Generate the PULP/GVSOC application of MODEL_DIR with the user's DORY (mixed-sw or mixed-hw kernels)."""
+    result = run_dory(model_dir, dory_path, isa, app_dir, dory_python, verbose_level)
+    click.echo(f"DORY generated {result.app_dir} ({len(result.layers)} layers: {', '.join(result.layers)})")
+    click.echo(f"  log: {result.log}")
+
+
+@main.command("gvsoc")
+@click.argument("app_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--sdk-setup", type=click.Path(path_type=Path), help="Script to source first (pulp-sdk config).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Default: APP_DIR/cycles.json")
+@_friendly
+def gvsoc_cmd(app_dir: Path, sdk_setup: Path | None, output: Path | None) -> None:
+    """Run APP_DIR on GVSOC (make clean all run platform=gvsoc CORE=8) and write per-layer cycles as JSON."""
+    cycles = run_gvsoc(app_dir, sdk_setup)
+    output = output or app_dir / "cycles.json"
+    write_json(output, cycles.to_json())
+    for layer in cycles.layers:
+        click.echo(f"  {layer['index']:>3} {layer['name'] or '':<28} {layer['cycles']:>12} cycles")
+    click.echo(f"total {cycles.total_cycles} cycles ({cycles.format} format) -> {output}")
