@@ -52,6 +52,15 @@ def test_parser_reads_all_three_print_formats():
     assert [layer_cycles_from_log(t) for t in (CURRENT, OCT2022, Y2020)] == [123456, 7777, 4242]
     two = CURRENT.replace("Final", "Addition1").replace("123456", "1000", 1)
     assert layer_cycles_from_log(two) == 1000 + 123456
+    # fb-deploy's layer.json names the profiled layer (an identity pooling may run before it).
+    assert layer_cycles_from_log(two, "Addition1", 1) == 123456
+    assert layer_cycles_from_log(OCT2022, "Addition1", 0) == 7777
+    assert layer_cycles_from_log(Y2020, "x", 0) == 4242
+    with pytest.raises(
+        RuntimeError,
+        match="no cycle count for DORY layer 'FullyConnected1' .index 1. in the GVSOC output; found BNRelu",
+    ):
+        layer_cycles_from_log(two, "FullyConnected1", 1)
 
 
 def test_parser_rejects_failed_checksums_and_silent_runs():
@@ -97,7 +106,8 @@ def fake_tools(tmp_path):
     deploy = _exe(bin_ / "fb-deploy", "a=0; w=0; o=0; out=\n"
                   "while [ $# -gt 0 ]; do case $1 in --b-in) a=$2;; --b-wt) w=$2;; --b-out) o=$2;; -o) out=$2;; esac;"
                   " shift; done\n"
-                  'mkdir -p "$out" && echo "$a$w$o" > "$out/config.json"\n')  # fmt: skip
+                  'mkdir -p "$out" && echo "$a$w$o" > "$out/config.json"\n'
+                  'echo \'{"dory_layer": "L1", "dory_layer_index": 1}\' > "$out/layer.json"\n')  # fmt: skip
     python = _exe(bin_ / "dory-python", 'if [ "$1" = -c ]; then echo 1.23.5; exit 0; fi\n'
                   'mkdir -p "$6" && { cat "$4"; [ "$8" = mixed-hw ] && echo 1 || echo 0; }'
                   ' | tr -d "\\n" > "$6/args"\n')  # fmt: skip
@@ -109,7 +119,8 @@ def fake_tools(tmp_path):
     for name in ("pulp-open", "pulp-open-nn"):
         (sdk / f"{name}.sh").write_text(
             'make() { [ "$PULP_RISCV_GCC_TOOLCHAIN" ] || return 1;'
-            ' printf "\\nL0 performance:\\n  - num cycles: %s\\n  - MACs: 1\\n" "$(cat "$2/args")"; }\n'
+            ' printf "\\nL0 performance:\\n  - num cycles: 5\\n\\nL1 performance:\\n  - num cycles: %s\\n"'
+            ' "$(cat "$2/args")"; }\n'
         )
     tc = tmp_path / "tc" / "bin"
     tc.mkdir(parents=True)
@@ -160,3 +171,24 @@ def test_whole_flow_with_stand_in_tools(fake_tools, tmp_path):
     assert table.entries[(add, 8, None)] == 8081
     logs = sorted((tmp_path / "work").glob("*/gvsoc.log"))
     assert len(logs) == len(table.entries)
+
+
+def test_flow_with_the_real_fb_deploy(fake_tools, tmp_path):
+    """fb-deploy's one-layer model dirs (real), stand-in DORY/SDK: the profiled layer named in layer.json is read."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    real = shutil.which("fb-deploy", path=str(Path(sys.executable).parent)) or shutil.which("fb-deploy")
+    if real is None:
+        pytest.skip("fb-deploy is not installed")
+    dory_py = _exe(tmp_path / "dory-py2", 'if [ "$1" = -c ]; then echo 1.23.5; exit 0; fi\n'
+                   f'mkdir -p "$6" && {sys.executable} -c "import json,sys; print(json.load(open(sys.argv[1]))'
+                   '[\'dory_layer\'])" "$(dirname "$4")/layer.json" > "$6/name"\n')  # fmt: skip
+    for cfg in (Path(fake_tools["pulp_sdk"]) / "configs").glob("*.sh"):
+        cfg.write_text('make() { printf "\\nPre0 performance:\\n  - num cycles: 5\\n\\n%s performance:\\n'
+                       '  - num cycles: 777\\n" "$(cat "$2/name")"; }\n')  # fmt: skip
+    tools = {**fake_tools, "fb_deploy": real, "dory_python": dory_py}
+    table = sweep(tinynet(), "gvsoc:xpulpv2", allowed_bits=(8,), cache_dir=False, progress=False, **tools)
+    assert not table.failed, table.failed
+    assert len(table.entries) == 5 and set(table.entries.values()) == {777}

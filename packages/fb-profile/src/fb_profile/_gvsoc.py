@@ -9,6 +9,7 @@ CORE=8``) and the layer's ``num cycles`` is parsed from the output. DORY runs un
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -49,16 +50,26 @@ def parse_perf(text: str) -> dict[str, int]:
     return out
 
 
-def layer_cycles_from_log(text: str) -> int:
-    """Cycles of the (one-layer) network: the sum of its layer blocks, else its total.
+def layer_cycles_from_log(text: str, name: str | None = None, index: int | None = None) -> int:
+    """Cycles of the profiled layer: the block of ``name`` (or ``index`` in the older formats) if given, else the
+    sum of all layer blocks, else the network total.
+
+    fb-deploy's one-layer networks may put an identity layer in front (linear, add); its ``layer.json`` names the
+    profiled DORY layer, which is why the name matters.
 
     Raises:
-        RuntimeError: a checksum failed or no cycle count was printed.
+        RuntimeError: a checksum failed, the named layer has no block, or no cycle count was printed.
     """
-    if re.search(r"Checksum\s+Failed", text):
-        line = next(x for x in text.splitlines() if re.search(r"Checksum\s+Failed", x))
-        raise RuntimeError(f"the GVSOC run computed a wrong result ({line.strip()})")
+    failed = [x.strip() for x in text.splitlines() if re.search(r"Checksum\s+Failed", x)]
+    if failed:
+        raise RuntimeError(f"the GVSOC run computed a wrong result ({failed[0]})")
     perf = parse_perf(text)
+    if name is not None or index is not None:
+        for candidate in (name, f"Layer {index}", f"[{index}]"):
+            if candidate in perf:
+                return perf[candidate]
+        raise RuntimeError(f"no cycle count for DORY layer {name!r} (index {index}) in the GVSOC output; "
+                           f"found {', '.join(perf) or 'none'}")  # fmt: skip
     layers = {k: v for k, v in perf.items() if k != "Final"}
     if layers:
         return sum(layers.values())
@@ -224,4 +235,5 @@ class GvsocBackend:
             self._run("DORY network_generate", dory_command(python, dory, str(model), str(app), self.isa), cwd=dory)
             log = self._run("GVSOC run", run_command(self.pulp_sdk or ".", str(app), self.isa))
             (root / "gvsoc.log").write_text(log)
-            return layer_cycles_from_log(log)
+            info = json.loads((model / "layer.json").read_text()) if (model / "layer.json").is_file() else {}
+            return layer_cycles_from_log(log, info.get("dory_layer"), info.get("dory_layer_index"))
