@@ -115,6 +115,7 @@ class GvsocBackend:
     timeout: float = 3600.0
     name: str = "gvsoc"
     version: str = "1"
+    chunk: int = 1  # minutes per point: cache and report each one
 
     @classmethod
     def from_spec(cls, isa: str, **options: Any) -> GvsocBackend:

@@ -177,13 +177,14 @@ def _run(backend, todo: list, b_out: int, jobs: int):
     """Yield result chunks: in this process for jobs == 1, else over a process pool."""
     if not todo:
         return
+    hint = getattr(backend, "chunk", None)  # slow backends (gvsoc) cache and report every single point
     if jobs <= 1 or len(todo) < 2 * jobs:
-        step = max(1, len(todo) // 50)
+        step = hint or max(1, len(todo) // 50)
         for i in range(0, len(todo), step):
             yield _measure_chunk((backend, todo[i : i + step], b_out))
         return
     # Chunks of consecutive points keep one layer type's pairs together (its tilings are cached per process).
-    size = max(1, min(64, len(todo) // (4 * jobs)))
+    size = hint or max(1, min(64, len(todo) // (4 * jobs)))
     chunks = [(backend, todo[i : i + size], b_out) for i in range(0, len(todo), size)]
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         yield from pool.map(_measure_chunk, chunks)
