@@ -33,6 +33,12 @@ def mixed_config(topology) -> NetConfig:
     return cfg.with_precisions(chosen)
 
 
+@pytest.fixture(scope="session")
+def mixed_config_of():
+    """The mixed-precision config builder, for tests that build their own networks."""
+    return mixed_config
+
+
 TOPOLOGIES = {
     "digitsnet": lambda: digitsnet(),
     "mobilenetv1": lambda: mobilenetv1(0.25, 32, num_classes=10),

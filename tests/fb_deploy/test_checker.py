@@ -120,12 +120,14 @@ def test_missing_golden_file_and_memory(golden_dir, tmp_path):
     assert "golden-files" in {f.rule for f in errors(check_model(out))}
     (out / "out_layer3.txt").write_text("0,\n")
     config = json.loads((out / "config.json").read_text())
-    config["code reserved space"] = 512000 - 300  # leaves 300 bytes of L2: layers need L3
+    config["code reserved space"] = 512000 - 300  # leaves 300 bytes of L2
     (out / "config.json").write_text(json.dumps(config))
-    findings = check_model(out)
-    memory = [f for f in findings if f.rule == "l2-memory"]
-    assert {f.node for f in memory} >= {"BNReluConvolution1", "Addition2"}
-    assert all(f.severity == "warning" for f in memory if f.node == "BNReluConvolution1")
+    memory = {f.node: f for f in check_model(out) if f.rule == "l2-memory"}
+    assert memory["BNReluConvolution0"].severity == "warning" and "(L3 output)" in memory["BNReluConvolution0"].message
+    assert (
+        memory["BNReluConvolution1"].severity == "error"
+        and "exits 0 without output" in memory["BNReluConvolution1"].message
+    )
 
 
 def test_requant_chain_on_input_is_rejected(golden_dir, tmp_path):

@@ -22,6 +22,7 @@ from fb_deploy._export import build_dory_model, export_dory, read_golden
 from fb_deploy._integer_network import INTEGER_NETWORK_SCHEMA, IntegerNetwork, IntLayer, grid
 from fb_deploy._integerize import integerize
 from fb_deploy._memory import LayerMemory, l2_report
+from fb_deploy._qdq import build_qdq_model, compare_qdq, export_qdq
 from fb_deploy._random import random_quantized_network, tensor_bits
 from fb_deploy._reference import run_layers, run_reference
 from fb_deploy._single_layer import single_layer_network
@@ -48,6 +49,9 @@ __all__ = [
     "OverflowProofError",
     "VerifyReport",
     "build_dory_model",
+    "build_qdq_model",
+    "compare_qdq",
+    "export_qdq",
     "check_model",
     "errors",
     "export_dory",

@@ -136,9 +136,10 @@ def run_dory(
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise ToolError(f"DORY failed (exit {proc.returncode}): {last} (log {log}, stage dumps in {scratch}/logs)")
-    if "not yet working" in text:
-        line = next(x for x in text.splitlines() if "not yet working" in x)
-        raise ToolError(f"DORY exited 0 without an application: {line.strip()} (see fb-deploy check --memory)")
+    # The tilers print "... not yet working. Exiting..." or "... ERROR: no L3-L2 tiling ... Exiting..." and exit 0.
+    exits = [x.strip() for x in text.splitlines() if "Exiting" in x]
+    if exits:
+        raise ToolError(f"DORY exited 0 without an application: {exits[0]} (see fb-deploy check --memory)")
     if "Done!" not in proc.stdout or not is_dory_app(app):
         raise ToolError(f"DORY exited 0 but produced no application in {app} (log {log}, stage dumps in {scratch})")
     shutil.rmtree(scratch, ignore_errors=True)

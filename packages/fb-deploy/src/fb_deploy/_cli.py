@@ -18,6 +18,7 @@ from fb_deploy._export import DEFAULT_CODE_RESERVED, export_dory
 from fb_deploy._integer_network import IntegerNetwork, is_integer_network
 from fb_deploy._integerize import integerize
 from fb_deploy._memory import L2_BYTES, l2_report
+from fb_deploy._qdq import export_qdq
 from fb_deploy._single_layer import single_layer_network
 from fb_deploy._verify import verify
 from fb_schema import LayerType, QuantizedNetwork, SchemaError, write_json
@@ -88,10 +89,29 @@ def integerize_cmd(artifact: Path, output: Path, requant_bits: str, max_shift: i
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True, help="Model dir.")
 @REQUANT
 @click.option("--code-reserved", type=int, default=DEFAULT_CODE_RESERVED, show_default=True, help="L2 bytes for code.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["dory", "qdq"]),
+    default="dory",
+    show_default=True,
+    help="dory: DORY model dir; qdq: standard QuantizeLinear/DequantizeLinear ONNX (OUTPUT/model_qdq.onnx).",
+)
 @_friendly
-def export_cmd(network: Path, output: Path, requant_bits: str, code_reserved: int) -> None:
-    """Export NETWORK (a QuantizedNetwork or an integer network JSON) as a DORY model directory."""
+def export_cmd(network: Path, output: Path, requant_bits: str, code_reserved: int, fmt: str) -> None:
+    """Export NETWORK (a QuantizedNetwork or an integer network JSON) as a DORY model directory or QDQ ONNX."""
     net = _load_network(network, requant_bits)
+    if fmt == "qdq":
+        output.mkdir(parents=True, exist_ok=True)
+        agreement = export_qdq(net, output / "model_qdq.onnx")
+        click.echo(f"wrote {output / 'model_qdq.onnx'} (opset 13, sub-byte widths in metadata_props)")
+        if agreement:
+            a = agreement
+            click.echo(
+                f"  ONNX Runtime vs integer reference ({a['samples']} samples): max {a['max_abs_lsb']:g} LSB "
+                f"({100 * a['max_rel']:.2f}% of max |logit|), argmax agreement {a['argmax_agreement']:.0%}"
+            )
+        return
     out = export_dory(net, output, code_reserved=code_reserved)
     findings = check_model(out)
     click.echo(f"wrote {out}: model.onnx, config.json, input.txt, out_layer0..{len(net.layers) - 1}.txt")

@@ -106,18 +106,23 @@ def build_dory_model(int_net: IntegerNetwork) -> onnx.ModelProto:
             y = b.requant(y, layer.name, layer, (), 32)
         else:
             (m1, a1, s1), (m2, a2, s2), (mo, ao, so) = layer.add_rq
+            n1, n2 = 2 ** layer.in_bits[0], 2 ** layer.in_bits[1]
+            if all(t.isdigit() for t in x) and int(x[0]) > int(x[1]):
+                # DORY orders an adder's inputs by tensor number; keep each input with its own requant.
+                x = x[::-1]
+                (m1, a1, s1, n1), (m2, a2, s2, n2) = (m2, a2, s2, n2), (m1, a1, s1, n1)
             y = b.node(
                 "Add",
                 x,
                 in1_mul=m1,
                 in1_add=a1,
                 in1_shift=s1,
-                in1_n_levels=2 ** layer.in_bits[0],
+                in1_n_levels=n1,
                 in1_rq=1,
                 in2_mul=m2,
                 in2_add=a2,
                 in2_shift=s2,
-                in2_n_levels=2 ** layer.in_bits[1],
+                in2_n_levels=n2,
                 in2_rq=1,
                 out_mul=mo,
                 out_add=ao,
