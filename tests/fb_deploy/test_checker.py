@@ -151,3 +151,27 @@ def test_float32_exactness_is_only_a_warning(golden_dir, tmp_path):
     findings = check_model(_mutate(golden_dir, tmp_path, edit))
     assert errors(findings) == []
     assert "float32-exactness" in {f.rule for f in findings}
+
+
+def test_neglected_op_out_of_order(golden_dir, tmp_path):
+    def edit(model):
+        nodes = list(model.graph.node)
+        flatten = next(i for i, n in enumerate(nodes) if n.op_type == "Flatten")
+        nodes.insert(flatten - 2, nodes.pop(flatten))  # Flatten now sits before the pool's Floor and Clip
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+
+    rules = {f.rule for f in errors(check_model(_mutate(golden_dir, tmp_path, edit)))}
+    assert "neglected-order" in rules
+
+
+@pytest.mark.parametrize(
+    "const,value,rule", [("pool.mul", 4168257.0, "avgpool-mul"), ("conv0.div", 3.0, "requant-div")]
+)
+def test_requant_constants(golden_dir, tmp_path, const, value, rule):
+    def edit(model):
+        for init in model.graph.initializer:
+            if init.name == const:
+                init.CopyFrom(numpy_helper.from_array(np.array(value, np.float32), const))
+
+    assert rule in {f.rule for f in errors(check_model(_mutate(golden_dir, tmp_path, edit)))}
