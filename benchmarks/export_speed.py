@@ -33,7 +33,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         stages = {}
         t = time.perf_counter()
-        qn = random_quantized_network(topo, config, Path(tmp) / "net.json", n_ref=2, n_calib=2)
+        qn = random_quantized_network(topo, config, path=Path(tmp) / "net.json", n_ref=2, n_calib=2)
         stages["random artifact (fake-quant forward)"] = time.perf_counter() - t
         t = time.perf_counter()
         net = integerize(qn)

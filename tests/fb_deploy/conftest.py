@@ -61,5 +61,5 @@ def mixed_export(request, tmp_path_factory) -> tuple[str, Path]:
     """A random-weight mixed-precision network of each topology, integerized and exported."""
     topo = TOPOLOGIES[request.param]()
     tmp = tmp_path_factory.mktemp(request.param)
-    qn = random_quantized_network(topo, mixed_config(topo), tmp / "net.json", seed=1)
+    qn = random_quantized_network(topo, mixed_config(topo), 1, tmp / "net.json")
     return request.param, export_dory(integerize(qn), tmp / "model")

@@ -143,7 +143,7 @@ def test_memory_estimate_matches_dory(tmp_path, variant, mixed_config_of):
         config = NetConfig.homogeneous(topo, 8, 8)
     else:
         config = mixed_config_of(topo).with_precisions({"fc": Precision(8, 8)})
-    qn = random_quantized_network(topo, config, tmp_path / "net.json", seed=3, n_ref=1, n_calib=2)
+    qn = random_quantized_network(topo, config, 3, tmp_path / "net.json", n_ref=1, n_calib=2)
     net = integerize(qn)
     graph = parse(build_dory_model(net), {"BNRelu_bits": net.requant_bits, "code reserved space": 135000})
     report = l2_report(graph)

@@ -82,7 +82,7 @@ def _wide_net(tmp_path, in_ch: int, out_bits_layer: str = "conv") -> QuantizedNe
             TopologyLayer("fc", LayerType.linear(16, 16), ("pool",), "none"),
         ),
     )
-    return random_quantized_network(topo, NetConfig.homogeneous(topo, 8, 8), tmp_path / "wide.json", n_calib=2)
+    return random_quantized_network(topo, NetConfig.homogeneous(topo, 8, 8), path=tmp_path / "wide.json", n_calib=2)
 
 
 def test_overflow_proof_names_the_layer_and_auto_widens(tmp_path):
@@ -96,7 +96,7 @@ def test_overflow_proof_names_the_layer_and_auto_widens(tmp_path):
 
 def test_accumulator_overflow_is_an_error_at_any_width(tmp_path):
     topo = Topology("huge", (1, 1, 65800), 4, (TopologyLayer("fc", LayerType.linear(65800, 4), (INPUT,), "none"),))
-    qn = random_quantized_network(topo, NetConfig.homogeneous(topo, 8, 8), tmp_path / "h.json", n_calib=1, n_ref=1)
+    qn = random_quantized_network(topo, NetConfig.homogeneous(topo, 8, 8), path=tmp_path / "h.json", n_calib=1, n_ref=1)
     with pytest.raises(OverflowProofError, match=r"^layer 'fc': accumulator .* overflows int32$"):
         integerize(qn, requant_bits=64)
 
@@ -104,7 +104,7 @@ def test_accumulator_overflow_is_an_error_at_any_width(tmp_path):
 def test_unpackable_channels_are_named(tmp_path):
     topo = digitsnet()
     cfg = NetConfig.homogeneous(topo, 8, 8).with_precisions({"fc": Precision(4, 2)})
-    qn = random_quantized_network(topo, cfg, tmp_path / "d.json", n_calib=2)
+    qn = random_quantized_network(topo, cfg, path=tmp_path / "d.json", n_calib=2)
     with pytest.raises(IntegerizationError, match=r"^layer 'fc': DORY cannot pack it: 10 output channels .* of 4$"):
         integerize(qn)
 

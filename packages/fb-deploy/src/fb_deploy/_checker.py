@@ -201,9 +201,12 @@ def _chain_rules(nodes, i, consts, producer, err) -> None:
     src = producer.get(next(t for t in mul.input if t not in consts))
     kind = src.op_type if src is not None else "input"
     if kind in ("Conv", "Gemm", "MatMul"):
+        channels = _out_channels(src, consts)
         for name, v in (("mul", k), ("add", lam)):
-            if v is None or np.asarray(v).ndim == 0 or np.asarray(v).size == 1 and np.asarray(v).ndim == 0:
+            if v is None or np.asarray(v).ndim == 0:
                 err("requant-per-channel", label, f"scalar {name} after {kind}: DORY needs per-channel [C,1,1]")
+            elif channels is not None and np.asarray(v).size != channels:
+                err("requant-per-channel", label, f"{name} has {np.asarray(v).size} values for {channels} channels")
     elif kind == "MaxPool":
         err("maxpool-requant", label, "DORY's max-pool template drops a requant; do not requantize after MaxPool")
     elif kind in ("AveragePool", "GlobalAveragePool"):
@@ -213,6 +216,16 @@ def _chain_rules(nodes, i, consts, producer, err) -> None:
         err("residual-add-requant", label, "fold the residual Add's requant into its out_mul/out_add/out_shift")
     elif kind == "input":
         err("first-node", label, "a requant chain on the network input cannot be fused into a layer")
+
+
+def _out_channels(node: onnx.NodeProto, consts) -> int | None:
+    """Output channels of a Conv ([O,I,kh,kw]) or FC (Gemm transB=1: [O,I]; else [I,O]) from its weights."""
+    w = consts.get(node.input[1]) if len(node.input) > 1 else None
+    if w is None:
+        return None
+    if node.op_type == "Conv" or (node.op_type == "Gemm" and attrs(node).get("transB")):
+        return w.shape[0]
+    return w.shape[1]
 
 
 def _precision_rules(graph, err, warn) -> None:

@@ -7,6 +7,7 @@ Clip`` chain fuses into the preceding layer, a residual ``Add`` carries its requ
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,14 +83,10 @@ def load_model_dir(path: str | Path) -> tuple[Path, dict[str, Any], Path]:
     if path.is_dir():
         path = path / "config.json" if (path / "config.json").exists() else path / "model.onnx"
     if path.suffix == ".json":
-        import json
-
         config = json.loads(path.read_text())
         return path.parent / config.get("onnx_file", "model.onnx"), config, path.parent
     cfg = path.parent / "config.json"
     if cfg.exists():
-        import json
-
         config = json.loads(cfg.read_text())
     return path, config, path.parent
 
@@ -186,7 +183,3 @@ def _fold(layer: DoryLayer, node: onnx.NodeProto, consts: dict[str, np.ndarray])
         layer.clip = a
         layer.out_bits = int(a.get("out_bits", 8))
         layer.out_signed = float(a.get("min", 0.0)) < 0
-
-
-def dory_layer_count(graph: DoryGraph) -> int:
-    return len(graph.layers)

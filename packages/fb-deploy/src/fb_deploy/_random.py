@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +39,8 @@ def tensor_bits(topology: Topology, config: NetConfig) -> dict[str, int]:
 def random_quantized_network(
     topology: Topology,
     config: NetConfig,
-    path: str | os.PathLike,
     seed: int = 0,
+    path: str | os.PathLike | None = None,
     n_ref: int = 2,
     n_calib: int = 8,
 ) -> QuantizedNetwork:
@@ -48,19 +49,21 @@ def random_quantized_network(
     Args:
         topology: the network (``fb_schema.topologies``).
         config: per-layer (b_in, b_wt); each tensor is produced at its consumer's b_in.
-        path: the artifact's JSON path.
         seed: random seed for weights, BN statistics and images.
+        path: the artifact's JSON path (its ``.npz`` goes beside it); default: a new temporary directory.
         n_ref: reference samples stored with their fake-quant logits.
         n_calib: images used to calibrate BN statistics and activation grids.
 
     Example:
         >>> from fb_schema import NetConfig
         >>> from fb_schema.topologies import digitsnet
-        >>> qn = random_quantized_network(digitsnet(), NetConfig.homogeneous(digitsnet(), 4, 4), "/tmp/d.json")
+        >>> qn = random_quantized_network(digitsnet(), NetConfig.homogeneous(digitsnet(), 4, 4), seed=0)
         >>> qn.network
         'digitsnet'
     """
     rng = np.random.default_rng(seed)
+    if path is None:  # kept after return: the artifact refers to its .npz
+        path = Path(tempfile.mkdtemp(prefix="fb-deploy-random-")) / f"{topology.name}.json"
     path = Path(path)
     out_bits = tensor_bits(topology, config)
     h, w, c = topology.input_shape
