@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 import fb_search
-from fb_schema import NetConfig, write_json
+from fb_schema import NetConfig, read_json, write_json
 from fb_schema.topologies import get_topology
 from fbpipe import report, stages
 from fbpipe.config import PipelineConfig
@@ -52,7 +52,7 @@ def plan(cfg: PipelineConfig, out: Path) -> str:
 def run_pipeline(cfg: PipelineConfig, out: Path) -> Path:
     run = Run(cfg, out)
     n = len(STAGES)
-    data = fb_search.load_data(cfg.data, seed=cfg.seed)
+    data = fb_search.get_data(cfg.data)
     with run.stage(1, n, STAGES[0]):
         float_ckpt = stages.train_float(run, data)
     with run.stage(2, n, STAGES[1]):
@@ -87,8 +87,8 @@ def write_results(run: Run, data, candidates, selection, finetuned, deployed) ->
         "network": cfg.network,
         "data": cfg.data,
         "seed": cfg.seed,
-        "val_images": int(len(data.val_labels)),
-        "float_accuracy": stages.read_json(run.out / "checkpoints" / "float.json")["val_accuracy"],
+        "val_images": int(len(data.val_y)),
+        "float_accuracy": read_json(run.out / "checkpoints" / "float.json")["val_accuracy"],
         "slugs": {t: cfg.target_slug(t) for t in cfg.targets},
         "tables": {t: {"path": str(run.table_path(t)), "sha256": tables[t].sha256()} for t in cfg.targets},
         "configs": {c.id: _config_record(c, nets[c.id], tables) for c in candidates},

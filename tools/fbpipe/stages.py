@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import numpy as np
 
 import fb_deploy
 import fb_profile
@@ -20,9 +21,10 @@ def train_float(run: Run, data) -> str:
         info = read_json(marker)
         click.echo(f"      reusing float checkpoint ({info['val_accuracy']:.2%})")
         return info["checkpoint"]
-    ckpt, acc = fb_search.train_float(
+    ckpt = fb_search.train_float(
         run.topology, data, steps=run.cfg.float_steps, seed=run.cfg.seed, ckpt_dir=run.out / "checkpoints" / "float"
     )
+    acc = read_json(Path(ckpt) / "meta.json")["val_accuracy"]
     write_json(marker, {"checkpoint": str(ckpt), "val_accuracy": acc})
     click.echo(f"      float accuracy {acc:.2%}")
     return str(ckpt)
@@ -45,7 +47,7 @@ def search(run: Run, data, float_ckpt: str) -> list[Candidate]:
                     mu=mu,
                     steps=run.cfg.search_steps,
                     seed=run.cfg.seed,
-                    out_dir=run.out / "checkpoints" / cid,
+                    out_dir=run.out / "search",
                 )
                 net.save(path)
             click.echo(f"      {cid:<22} acc {net.metrics['val_accuracy']:.2%}  bops {net.bops():,}")
@@ -152,9 +154,21 @@ def finetune(run: Run, data, todo: list[Candidate]) -> dict[str, dict]:
             continue
         net = cand.load(run.cfg.allowed_bits)
         acc, artifact = fb_search.finetune(
-            net, cand.checkpoint, data, steps=run.cfg.finetune_steps, seed=run.cfg.seed, out_dir=out_dir
+            net,
+            cand.checkpoint,
+            data,
+            steps=run.cfg.finetune_steps,
+            seed=run.cfg.seed,
+            out_dir=out_dir,
+            ref_images=run.cfg.reference_images,
         )
-        results[cand.id] = {"tqt_accuracy": float(acc), "artifact": str(artifact)}
+        checkpoint = str(Path(artifact).parent / "checkpoint")
+        results[cand.id] = {
+            "tqt_accuracy": float(acc),
+            "artifact": str(artifact),
+            "checkpoint": checkpoint,
+            "config": str(Path(artifact).parent / "config.json"),
+        }
         write_json(marker, results[cand.id])
         click.echo(f"      {cand.id:<40} TQT acc {acc:.2%}")
     return results
@@ -172,10 +186,10 @@ def deploy(run: Run, data, finetuned: dict[str, dict]) -> dict[str, dict]:
         qn = QuantizedNetwork.load(info["artifact"])
         int_net = fb_deploy.integerize(qn)
         fb_deploy.export_dory(int_net, out_dir)
-        findings = fb_deploy.check_model(out_dir / "model.onnx")
-        errors = [f for f in findings if getattr(f, "severity", "error") == "error"]
+        errors = fb_deploy.errors(fb_deploy.check_model(out_dir / "model.onnx"))
         report = fb_deploy.verify(out_dir)
-        acc, agree = integer_accuracy(int_net, qn, data)
+        tuned = NetConfig.load(info["config"], run.cfg.allowed_bits)
+        acc, agree = integer_accuracy(int_net, qn, tuned, info["checkpoint"], data)
         results[cid] = {
             "check_errors": [str(e) for e in errors],
             "verified": bool(report.ok),
@@ -191,22 +205,15 @@ def deploy(run: Run, data, finetuned: dict[str, dict]) -> dict[str, dict]:
     return results
 
 
-def integer_accuracy(int_net, qn: QuantizedNetwork, data) -> tuple[float, int]:
+def integer_accuracy(int_net, qn: QuantizedNetwork, config: NetConfig, checkpoint: str, data) -> tuple[float, int]:
     """Integer-model accuracy on the validation set, and how often its argmax differs from the fake-quant model."""
-    import numpy as np
-
-    images, labels = data.val_images, data.val_labels
-    scale = qn.input["scale"]
-    x = np.clip(np.round(images / scale), 0, 2 ** qn.input["bits"] - 1).astype(np.int64)
-    logits = fb_deploy.run_reference(int_net, x)
-    pred = np.asarray(logits).argmax(-1)
-    fq = fb_search.predict_artifact(qn, images).argmax(-1)
-    return float((pred == labels).mean()), int((pred != fq).sum())
+    images, labels = data.val_x, data.val_y
+    x = np.clip(np.round(images / qn.input["scale"]), 0, 2 ** qn.input["bits"] - 1).astype(np.int64)
+    pred = np.asarray(fb_deploy.run_reference(int_net, x)).argmax(-1)
+    fake_quant = np.asarray(fb_search.predict(config, checkpoint, images, mode="tqt")).argmax(-1)
+    return float((pred == labels).mean()), int((pred != fake_quant).sum())
 
 
 def paths_for(run: Run, ids: list[str], candidates: list[Candidate]) -> list[Candidate]:
     index = {c.id: c for c in candidates}
     return [index[i] for i in dict.fromkeys(ids)]
-
-
-__all__ = ["Path"]
