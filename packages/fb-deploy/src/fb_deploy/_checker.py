@@ -90,9 +90,10 @@ def _global_rules(model: onnx.ModelProto, err) -> None:
                 err("numeric-names", _label(node), f"output name {name} does not increase in node order")
             else:
                 last = int(name)
-    first = next((n for n in model.graph.node if n.op_type != "Constant"), None)
-    if first is not None and first.op_type not in LAYER_OPS | {"Pad"}:
-        err("first-node", _label(first), "the first node must be a layer (Conv, Gemm, pooling), not a requant")
+    first = next((n for n in model.graph.node if n.op_type not in ("Constant", "Pad")), None)
+    if first is not None and first.op_type not in ("Conv", "Gemm", "MatMul"):
+        # DORY's QuantLab frontend reads the weights' name from the first node (UnboundLocalError otherwise)
+        err("first-node", _label(first), "the first node must be a layer with weights (Conv, Gemm, MatMul)")
 
 
 def _node_rules(model: onnx.ModelProto, err, warn) -> None:

@@ -3,7 +3,8 @@
 Random integer weights at ``b_wt``; the requantization spreads the accumulator of a random ``b_in`` input over
 the ``b_out`` grid (about +-3 standard deviations), so the kernels run on realistic, non-saturated data. Input
 channels that do not pack into bytes at ``b_in`` are zero-padded, as QuantLab's ``FixChannelNumbersPass`` does
-(an RGB stem at 4 bits runs with 4 input channels).
+(an RGB stem at 4 bits runs with 4 input channels). Linear, add and average-pool layers are preceded by an
+identity 1x1 depthwise layer (see ``single_layer_network``); ``layer.json`` names the layer to time.
 """
 
 from __future__ import annotations
@@ -61,10 +62,11 @@ def single_layer_network(
             raise IntegerizationError(f"layer {name!r}: {what}={bits}; DORY kernels exist for {list(DORY_BITS)}")
     lt = padded_layer_type(lt, b_in)
     rng = np.random.default_rng(seed)
-    # DORY's first node must be a layer, and an FC needs a Flatten before it: a linear layer reads the image
-    # through an identity 1x1 RequantPooling (mul 1, add 0, shift 0) so that the FC kernel itself is measured.
-    # An add reads the same identity-pooled tensor twice (a network has a single input).
-    src = "pre" if lt.op in ("linear", "add") else INPUT
+    # DORY's first node must carry weights (its QuantLab frontend fails on a weightless first node) and an FC
+    # needs a Flatten before it: linear, add and avgpool read the image through an identity 1x1 depthwise
+    # convolution (weights 1, mul 1, add 0, shift 0), so that the kernel under test is measured on its own.
+    # An add reads that tensor twice (a network has a single input).
+    src = "pre" if lt.op in ("linear", "add", "avgpool") else INPUT
     inputs = (src, src) if lt.op == "add" else (src,)
     in_hwc = (1, 1, lt.in_ch) if lt.op == "linear" else (lt.in_h, lt.in_w, lt.in_ch)
     common = dict(
@@ -115,24 +117,23 @@ def single_layer_network(
         raise IntegerizationError(str(exc).replace("'layer'", repr(name))) from None
     layers = [layer]
     if src == "pre":
-        pre_lt = (
-            LayerType.global_avgpool(1, 1, lt.in_ch)
-            if lt.op == "linear"
-            else dataclasses.replace(lt, op="avgpool", kernel=(1, 1), stride=(1, 1))
-        )
+        h, w = (1, 1) if lt.op == "linear" else (lt.in_h, lt.in_w)
         pre = IntLayer(
             name="pre",
-            op="avgpool",
+            op="depthwise_conv2d",
             inputs=(INPUT,),
             output="pre",
-            layer_type=pre_lt,
+            layer_type=LayerType.depthwise(h, w, lt.in_ch, kernel=1),
             in_bits=(b_in,),
             in_signed=(False,),
             out_bits=b_in,
             out_signed=False,
-            mul=np.array(1, np.int64),
-            add=np.array(0, np.int64),
+            w_bits=8,
+            weight=np.ones((1, 1, 1, lt.in_ch), np.int64),
+            mul=np.ones(lt.in_ch, np.int64),
+            add=np.zeros(lt.in_ch, np.int64),
             shift=0,
+            bounds={"acc": 2**b_in - 1, "requant": 2**b_in - 1},
         )
         layers.insert(0, pre)
     return IntegerNetwork(
