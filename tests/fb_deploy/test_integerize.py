@@ -118,3 +118,23 @@ def test_unsupported_width_is_named(golden_qn, tmp_path):
     doc["tensors"]["dw1"]["bits"] = 32
     with pytest.raises(IntegerizationError, match=r"^layer 'dw1': only the final linear layer may output int32"):
         integerize(QuantizedNetwork(doc, golden_qn.npz_path))
+
+
+def test_unsupported_pooling_is_named(golden_qn):
+    doc = copy.deepcopy(golden_qn.doc)
+    doc["nodes"][3]["layer_type"] = "avgpool_8x8x8_o8_k3x3_s1x1_p1.1.1.1_g1"
+    with pytest.raises(IntegerizationError, match=r"^layer 'pool': padded average pooling is not supported"):
+        integerize(QuantizedNetwork(doc, golden_qn.npz_path))
+
+
+def test_overflow_on_the_command_line_is_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from fb_deploy._cli import main
+
+    _wide_net(tmp_path, 1024)
+    res = CliRunner().invoke(
+        main, ["integerize", str(tmp_path / "wide.json"), "-o", str(tmp_path / "i.json"), "--requant-bits", "32"]
+    )
+    assert res.exit_code == 1 and res.output.startswith("Error: layer 'conv': ")
+    assert len(res.output.strip().splitlines()) == 1
