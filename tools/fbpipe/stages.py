@@ -12,6 +12,7 @@ import fb_profile
 import fb_search
 from fb_heuristic import free_bits, homogeneous, network_latency, select
 from fb_schema import NetConfig, QuantizedNetwork, read_json, write_json
+from fb_schema.topologies import get_topology
 from fbpipe.run import Candidate, Run, with_accuracy
 
 
@@ -184,7 +185,9 @@ def deploy(run: Run, data, finetuned: dict[str, dict]) -> dict[str, dict]:
             results[cid] = read_json(marker)
             continue
         qn = QuantizedNetwork.load(info["artifact"])
-        int_net = fb_deploy.integerize(qn)
+        # 64-bit requantization (DORY's BNRelu_bits 64, as in its Dronet example) keeps the multipliers precise
+        # enough that the integer network reproduces the fake-quant one; 2^30 is the largest exact divisor.
+        int_net = fb_deploy.integerize(qn, requant_bits=64, max_shift=30)
         fb_deploy.export_dory(int_net, out_dir)
         errors = fb_deploy.errors(fb_deploy.check_model(out_dir / "model.onnx"))
         report = fb_deploy.verify(out_dir)
@@ -209,9 +212,28 @@ def integer_accuracy(int_net, qn: QuantizedNetwork, config: NetConfig, checkpoin
     """Integer-model accuracy on the validation set, and how often its argmax differs from the fake-quant model."""
     images, labels = data.val_x, data.val_y
     x = np.clip(np.round(images / qn.input["scale"]), 0, 2 ** qn.input["bits"] - 1).astype(np.int64)
-    pred = np.asarray(fb_deploy.run_reference(int_net, x)).argmax(-1)
-    fake_quant = np.asarray(fb_search.predict(config, checkpoint, images, mode="tqt")).argmax(-1)
+    pred = real_logits(qn, np.asarray(fb_deploy.run_reference(int_net, x))).argmax(-1)
+    fake_quant = fake_quant_logits(config, checkpoint, images).argmax(-1)
     return float((pred == labels).mean()), int((pred != fake_quant).sum())
+
+
+def real_logits(qn: QuantizedNetwork, acc: np.ndarray) -> np.ndarray:
+    """The classifier's int32 accumulators in real units: per class, times input step and weight step."""
+    head = qn.nodes[-1]
+    with np.load(qn.npz_path) as arrays:
+        w_step = arrays[head["w_quant"]["scale"]].astype(np.float64)
+    return acc * qn.tensors[head["inputs"][0]]["scale"] * w_step
+
+
+def fake_quant_logits(config: NetConfig, checkpoint: str, images) -> np.ndarray:
+    """Logits of the fine-tuned fake-quant (TQT) model: the network the integer model must reproduce."""
+    from flax import nnx
+
+    state, meta = fb_search.load_checkpoint(checkpoint)
+    topology = get_topology(meta["network"], **meta.get("topology_params", {}))
+    model = fb_search.QNet(topology, "tqt", config, rngs=nnx.Rngs(0))
+    fb_search.load_into(model, state)
+    return np.asarray(fb_search.predict(model, images))
 
 
 def paths_for(run: Run, ids: list[str], candidates: list[Candidate]) -> list[Candidate]:
