@@ -50,7 +50,7 @@ REQUANT = click.option(
 )
 
 
-def _load_network(path: Path, requant_bits: str, max_shift: int = 24) -> IntegerNetwork:
+def _load_network(path: Path, requant_bits: str, max_shift: int | None = None) -> IntegerNetwork:
     if is_integer_network(path):
         return IntegerNetwork.load(path)
     return integerize(QuantizedNetwork.load(path), _requant_bits(requant_bits), max_shift)
@@ -66,9 +66,11 @@ def main() -> None:
 @click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="INT.json")
 @REQUANT
-@click.option("--max-shift", type=click.IntRange(0, 31), default=24, show_default=True, help="Largest shift d.")
+@click.option(
+    "--max-shift", type=click.IntRange(0, 40), default=None, help="Largest shift d [24 at 32 bits, 30 at 64]."
+)
 @_friendly
-def integerize_cmd(artifact: Path, output: Path, requant_bits: str, max_shift: int) -> None:
+def integerize_cmd(artifact: Path, output: Path, requant_bits: str, max_shift: int | None) -> None:
     """Integerize a QuantizedNetwork ARTIFACT (JSON + .npz) into an integer network (OUTPUT + .npz)."""
     net = integerize(QuantizedNetwork.load(artifact), _requant_bits(requant_bits), max_shift)
     output.parent.mkdir(parents=True, exist_ok=True)

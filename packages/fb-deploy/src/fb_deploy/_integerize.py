@@ -9,7 +9,9 @@ and output step ``s_out`` (QuantLab's ``IntegerizePACTNetPass``, reference bayes
 
 The shift ``d`` is chosen per layer: the largest ``d <= max_shift`` for which the worst case
 ``|acc| * |mul| + |add|`` provably fits the requantization width (DORY's ``BNRelu_bits``), where
-``|acc| <= fan_in * max|x| * max|w| + |bias|`` follows from the bit widths alone.
+``|acc| <= fan_in * max|x| * max|w| + |bias|`` follows from the bit widths alone. A rounded multiplier ``mul``
+errs by up to ``2^b / (2 * mul)`` output steps at full scale; ``"auto"`` keeps 32 bits only when every live
+channel's ``mul >= 2^(b + 6)`` (under 1/128 of a step), otherwise it takes 64 bits and ``d`` up to 30.
 """
 
 from __future__ import annotations
@@ -25,14 +27,14 @@ ACC_BITS = 32  # PULP-NN accumulates in int32
 FLOAT32_EXACT = 2**24  # constants stored as float32 in the ONNX must stay below this
 
 
-def integerize(qn: QuantizedNetwork, requant_bits: int | str = "auto", max_shift: int = 24) -> IntegerNetwork:
+def integerize(qn: QuantizedNetwork, requant_bits: int | str = "auto", max_shift: int | None = None) -> IntegerNetwork:
     """Turn a QuantizedNetwork into an IntegerNetwork (integer weights, per-channel integer requantization).
 
     Args:
         qn: the trained artifact (fb-search's export).
         requant_bits: 32 or 64, the width of ``acc * mul + add`` (DORY's ``BNRelu_bits``); ``"auto"`` takes 32
-            when every layer provably fits with a multiplier precise to half an output step, else 64.
-        max_shift: largest requantization shift ``d`` (``D = 2^d``).
+            when every layer provably fits with multipliers precise to 1/128 of an output step, else 64.
+        max_shift: largest requantization shift ``d`` (``D = 2^d``); default 24 at 32 bits, 30 at 64 bits.
 
     Raises:
         IntegerizationError: an unsupported op or bit width, an unpackable channel count, or (for an explicit
@@ -40,15 +42,16 @@ def integerize(qn: QuantizedNetwork, requant_bits: int | str = "auto", max_shift
     """
     if requant_bits == "auto":
         try:
-            return _integerize(qn, 32, max_shift)
+            return _integerize(qn, 32, max_shift or 24, precise=True)
         except OverflowProofError:
-            return _integerize(qn, 64, max_shift)
+            return _integerize(qn, 64, max_shift or 30)
     if requant_bits not in (32, 64):
         raise IntegerizationError(f"requant_bits: 32, 64 or 'auto' expected, got {requant_bits!r}")
-    return _integerize(qn, int(requant_bits), max_shift)
+    width = int(requant_bits)
+    return _integerize(qn, width, max_shift or (24 if width == 32 else 30))
 
 
-def _integerize(qn: QuantizedNetwork, width: int, max_shift: int) -> IntegerNetwork:
+def _integerize(qn: QuantizedNetwork, width: int, max_shift: int, precise: bool = False) -> IntegerNetwork:
     with np.load(qn.npz_path) as npz:
         arrays = {k: npz[k].astype(np.float64) for k in npz.files}
     inp = qn.input
@@ -81,7 +84,7 @@ def _integerize(qn: QuantizedNetwork, width: int, max_shift: int) -> IntegerNetw
             out_signed=out["signed"],
         )
         if node["op"] in ("conv2d", "depthwise_conv2d", "linear"):
-            layer, scale = _linear_layer(node, lt, ins[0], out, arrays, width, max_shift, common)
+            layer, scale = _linear_layer(node, lt, ins[0], out, arrays, width, max_shift, precise, common)
             if out["bits"] == 32:
                 logit_scale = scale
         elif node["op"] == "avgpool":
@@ -115,7 +118,7 @@ def max_abs(bits: int, signed: bool) -> int:
     return max(-lo, hi)
 
 
-def _linear_layer(node, lt, sin, sout, arrays, width, max_shift, common) -> tuple[IntLayer, np.ndarray]:
+def _linear_layer(node, lt, sin, sout, arrays, width, max_shift, precise, common) -> tuple[IntLayer, np.ndarray]:
     name, wq = node["name"], node["w_quant"]
     b_wt = wq["bits"]
     if b_wt not in DORY_BITS:
@@ -147,18 +150,19 @@ def _linear_layer(node, lt, sin, sout, arrays, width, max_shift, common) -> tupl
     m_real = g * acc_scale / s_out
     a_real = (beta + g * bias) / s_out + 0.5  # +1/2: round half up, folded into the add
     mul, add, d, worst = choose_requant(
-        name, m_real, a_real, acc_bound, (sout["bits"], sout["signed"]), width, max_shift
+        name, m_real, a_real, acc_bound, (sout["bits"], sout["signed"]), width, max_shift, precise=precise
     )
     layer.mul, layer.add, layer.shift = mul, add, d
     layer.bounds = {"acc": acc_bound, "requant": worst}
     return layer, acc_scale
 
 
-def choose_requant(name, m_real, a_real, acc_bound, out_grid, width, max_shift):
+def choose_requant(name, m_real, a_real, acc_bound, out_grid, width, max_shift, precise=False):
     """Largest shift d whose worst case ``acc_bound * |mul| + |add|`` fits ``width`` bits; (mul, add, d, worst).
 
     Raises:
-        OverflowProofError: no shift fits, or the fitting multiplier is coarser than ``2^out_bits``.
+        OverflowProofError: no shift fits, or the fitting multiplier is coarser than ``2^out_bits`` (with
+            ``precise``: some live channel's multiplier is below ``2^(out_bits + 6)``).
     """
     lo, hi = grid(*out_grid)
     for d in range(max_shift, -1, -1):
@@ -173,6 +177,12 @@ def choose_requant(name, m_real, a_real, acc_bound, out_grid, width, max_shift):
     else:
         raise OverflowProofError(f"layer {name!r}: |acc*mul + add| can reach {worst}, which overflows int{width}")
     # A multiplier coarser than 2^out_bits errs by more than half an output step at full scale.
+    live = np.abs(m_real) * acc_bound >= 1  # channels whose output can move at all
+    if precise and live.any() and np.abs(mul[live]).min() < 2 ** (out_grid[0] + 6):
+        raise OverflowProofError(
+            f"layer {name!r}: int{width} allows shift {d} only; multiplier {int(np.abs(mul[live]).min())} "
+            f"is coarser than 2^{out_grid[0] + 6}"
+        )
     if np.abs(mul).max() < 2 ** out_grid[0]:
         raise OverflowProofError(
             f"layer {name!r}: |acc*mul + add| <= {acc_bound}*|mul| + |add| fits int{width} only with shift {d}, "
