@@ -24,6 +24,8 @@ def test_integerize_export_check_verify(tmp_path):
     assert "RequantPooling3" in res.output and "L2" in res.output
     res = runner.invoke(main, ["check", str(tmp_path / "model" / "model.onnx")])
     assert res.exit_code == 0 and "0 error(s)" in res.output
+    res = runner.invoke(main, ["verify", str(tmp_path / "model"), "--artifact", str(GOLDEN)])
+    assert res.exit_code == 0 and "layer-local agreement" in res.output and "conv0" in res.output
     res = runner.invoke(main, ["verify", str(tmp_path / "model"), "--json"])
     assert res.exit_code == 0, res.output
     report = json.loads(res.output)

@@ -29,6 +29,7 @@ from fb_schema.topologies import mobilenetv1
 
 ROOT = Path(__file__).resolve().parents[2]
 T_RES = ROOT / "tests" / "fixtures" / "dory" / "accepted" / "t_res"
+GOLDEN = ROOT / "tests" / "fixtures" / "golden_tinynet.json"
 
 
 def test_golden_export_structure(golden_dir):
@@ -171,3 +172,13 @@ def test_adder_inputs_follow_tensor_order(golden_qn, tmp_path):
     assert attrs["in1_n_levels"] == 16 and attrs["in2_n_levels"] == 256  # conv0 (4 bits) first again
     report = verify(model_dir)
     assert report.ok and report.random_equal
+
+
+def test_layer_local_agreement_with_fake_quant(golden_dir, golden_qn):
+    """Every layer on the fake-quant model's own inputs: convs, pool and classifier agree exactly; DORY's adder
+    (8-bit intermediate per input) is within one step."""
+    report = verify(golden_dir, n_random=0, artifact=GOLDEN)
+    rows = {row["layer"]: row for row in report.layer_agreement}
+    assert [r["mismatches"] for name, r in rows.items() if name != "add1"] == [0, 0, 0, 0]
+    assert rows["add1"]["max_steps"] == 1 and rows["add1"]["mismatches"] < 0.2 * rows["add1"]["values"]
+    assert rows["conv0"]["values"] == 4 * 8 * 8 * 8  # 4 reference images

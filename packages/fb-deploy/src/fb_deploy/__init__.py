@@ -16,6 +16,7 @@ from fb_deploy._adapters import (
     run_dory,
     run_gvsoc,
 )
+from fb_deploy._agreement import fake_quant_layer, layer_agreement
 from fb_deploy._checker import Finding, check_model, errors
 from fb_deploy._errors import DeployError, IntegerizationError, OverflowProofError
 from fb_deploy._export import build_dory_model, export_dory, read_golden
@@ -52,12 +53,14 @@ __all__ = [
     "build_qdq_model",
     "compare_qdq",
     "export_qdq",
+    "fake_quant_layer",
     "check_model",
     "errors",
     "export_dory",
     "grid",
     "integerize",
     "l2_report",
+    "layer_agreement",
     "random_quantized_network",
     "read_golden",
     "run_layers",

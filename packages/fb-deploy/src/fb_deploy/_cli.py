@@ -156,10 +156,15 @@ def check_cmd(model: Path, memory: bool) -> None:
 @click.option("--random", "n_random", type=click.IntRange(0), default=8, show_default=True, help="Random inputs.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--artifact",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The QuantizedNetwork it came from: also compare every layer with the fake-quant model.",
+)
 @_friendly
-def verify_cmd(model_dir: Path, n_random: int, seed: int, as_json: bool) -> None:
+def verify_cmd(model_dir: Path, n_random: int, seed: int, as_json: bool, artifact: Path | None) -> None:
     """Run MODEL_DIR's ONNX Runtime twin against the goldens, the integer reference and the fake-quant logits."""
-    report = verify(model_dir, n_random=n_random, seed=seed)
+    report = verify(model_dir, n_random=n_random, seed=seed, artifact=artifact)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
@@ -176,6 +181,13 @@ def verify_cmd(model_dir: Path, n_random: int, seed: int, as_json: bool) -> None
                 f"  integer vs fake-quant logits ({fq['samples']} samples): max |err| {fq['max_abs_error']:.4g} "
                 f"({100 * fq['max_abs_error_rel']:.2f}% of max |logit|), argmax agreement {fq['argmax_agreement']:.0%}"
             )
+        if report.layer_agreement:
+            click.echo("  layer-local agreement with the fake-quant model (same inputs):")
+            for row in report.layer_agreement:
+                click.echo(
+                    f"    {row['layer']:<16} {row['mismatches']:>7} of {row['values']:>8} differ"
+                    + (f" (max {row['max_steps']} step)" if row["mismatches"] else "")
+                )
     if not report.ok:
         sys.exit(1)
 

@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from fb_deploy._agreement import layer_agreement
 from fb_deploy._checker import check_model, errors
 from fb_deploy._dory_graph import DoryGraph, load_model_dir, parse
 from fb_deploy._errors import DeployError
@@ -21,6 +22,7 @@ from fb_deploy._export import read_golden
 from fb_deploy._integer_network import IntegerNetwork, grid
 from fb_deploy._reference import run_layers
 from fb_deploy._twin import build_twin
+from fb_schema import QuantizedNetwork
 
 
 @dataclass
@@ -35,6 +37,7 @@ class VerifyReport:
     random_equal: bool | None = None
     random_mismatches: list[str] = field(default_factory=list)
     fakequant: dict[str, float] | None = None
+    layer_agreement: list[dict] | None = None
 
     @property
     def ok(self) -> bool:
@@ -51,6 +54,7 @@ class VerifyReport:
             "random_equal": self.random_equal,
             "random_mismatches": self.random_mismatches,
             "fakequant": self.fakequant,
+            "layer_agreement": self.layer_agreement,
         }
 
 
@@ -71,8 +75,13 @@ def run_twin(session: ort.InferenceSession, x_nhwc: np.ndarray) -> list[np.ndarr
     return [o.transpose(0, 2, 3, 1) if o.ndim == 4 else o for o in outs]
 
 
-def verify(model_dir: str | os.PathLike, n_random: int = 8, seed: int = 0) -> VerifyReport:
+def verify(
+    model_dir: str | os.PathLike, n_random: int = 8, seed: int = 0, artifact: str | os.PathLike | None = None
+) -> VerifyReport:
     """Verify a DORY model directory written by ``export_dory`` (or any DORY QuantLab model with goldens).
+
+    With ``artifact`` (the QuantizedNetwork it was made from), also report the layer-local agreement with the
+    fake-quant model on the artifact's reference inputs (``layer_agreement``).
 
     Raises:
         DeployError: the checker finds a hard-rule violation, or a golden file is missing.
@@ -105,18 +114,21 @@ def verify(model_dir: str | os.PathLike, n_random: int = 8, seed: int = 0) -> Ve
     net_path = directory / "integer_network.json"
     if net_path.exists():
         net = IntegerNetwork.load(net_path)
-        rng = np.random.default_rng(seed)
-        lo, hi = grid(net.input_bits, net.input_signed)
-        xr = rng.integers(lo, hi + 1, (n_random, *net.input_shape_nhwc[1:]))
-        ref = run_layers(net, xr)
-        outs = run_twin(session, xr)
-        report.random_inputs = n_random
-        for layer, out in zip(net.layers, outs):
-            if not np.array_equal(ref[layer.output], out):
-                report.random_mismatches.append(layer.name)
-        report.random_equal = not report.random_mismatches
+        if n_random > 0:
+            rng = np.random.default_rng(seed)
+            lo, hi = grid(net.input_bits, net.input_signed)
+            xr = rng.integers(lo, hi + 1, (n_random, *net.input_shape_nhwc[1:]))
+            ref = run_layers(net, xr)
+            outs = run_twin(session, xr)
+            report.random_inputs = n_random
+            for layer, out in zip(net.layers, outs):
+                if not np.array_equal(ref[layer.output], out):
+                    report.random_mismatches.append(layer.name)
+            report.random_equal = not report.random_mismatches
         if net.ref_inputs is not None:
             report.fakequant = fakequant_agreement(net, session)
+        if artifact is not None:
+            report.layer_agreement = layer_agreement(QuantizedNetwork.load(artifact), net)
     return report
 
 
