@@ -14,7 +14,17 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from fb_deploy._dory_graph import ADD_ATTRS, LAYER_OPS, NEGLECTED_OPS, attrs, constants, load_model_dir, parse
+from fb_deploy._dory_graph import (
+    ADD_ATTRS,
+    LAYER_OPS,
+    NEGLECTED_OPS,
+    attrs,
+    constants,
+    inferred_shapes,
+    load_model_dir,
+    parse,
+)
+from fb_deploy._integer_network import grid
 from fb_deploy._integerize import packing_multiple
 from fb_deploy._memory import l2_findings
 
@@ -120,8 +130,7 @@ def _node_rules(model: onnx.ModelProto, err, warn) -> None:
             if a.get("out_bits") not in DORY_BITS:
                 err("clip-out-bits", label, f"out_bits must be one of {list(DORY_BITS)}, got {a.get('out_bits')}")
             elif "min" in a and "max" in a:
-                lo, hi = (-(2 ** (a["out_bits"] - 1)), 2 ** (a["out_bits"] - 1) - 1) if a["min"] < 0 else (0, None)
-                hi = hi if hi is not None else 2 ** a["out_bits"] - 1
+                lo, hi = grid(a["out_bits"], a["min"] < 0)
                 if (a["min"], a["max"]) != (lo, hi):
                     err("clip-range", label, f"kernels clip to the full {a['out_bits']}-bit range [{lo}, {hi}]")
         if op == "Pad" and "pads" not in a:
@@ -141,8 +150,6 @@ def _node_rules(model: onnx.ModelProto, err, warn) -> None:
             if missing:
                 err("residual-add-attributes", label, f"residual Add lacks integer attributes {missing}")
             if shapes is None:
-                from fb_deploy._dory_graph import inferred_shapes
-
                 shapes = inferred_shapes(model)
             s1, s2 = shapes.get(dyn[0]), shapes.get(dyn[1])
             if s1 and s2 and s1 != s2:
