@@ -128,8 +128,8 @@ def _layer(t: _Twin, layer: DoryLayer, as_int, as_float, exact: int) -> str:
         s = t.op("Conv", [as_float(layer.inputs[0]), ones], group=c, kernel_shape=kernel, strides=strides, pads=pads)
         s = t.to_int(s)  # the window sum: at most ks * 255, exact
         ks = kernel[0] * kernel[1]
-        if layer.mul is None:
-            return t.floordiv(s, ks)
+        if layer.mul is None:  # PULP-NN divides in C: truncation toward zero (ORT's integer Div does the same)
+            return t.op("Div", [s, t.const(ks, np.int64)])
         mul = int(np.asarray(layer.mul).reshape(-1)[0]) // ks
         return t.requant(s, mul, int(np.asarray(layer.add).reshape(-1)[0]), round(layer.div), lo, hi)
     wmat = np.asarray(layer.weight, np.float64)
