@@ -185,9 +185,7 @@ def deploy(run: Run, data, finetuned: dict[str, dict]) -> dict[str, dict]:
             results[cid] = read_json(marker)
             continue
         qn = QuantizedNetwork.load(info["artifact"])
-        # 64-bit requantization (DORY's BNRelu_bits 64, as in its Dronet example) keeps the multipliers precise
-        # enough that the integer network reproduces the fake-quant one; 2^30 is the largest exact divisor.
-        int_net = fb_deploy.integerize(qn, requant_bits=64, max_shift=30)
+        int_net = fb_deploy.integerize(qn)  # 32-bit requantization where provably precise, else 64-bit
         fb_deploy.export_dory(int_net, out_dir)
         errors = fb_deploy.errors(fb_deploy.check_model(out_dir / "model.onnx"))
         report = fb_deploy.verify(out_dir)
