@@ -23,14 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from fb_schema import LayerType, SchemaError, read_json, write_atomic, write_json
+from fb_schema import LayerType, SchemaError, grid, read_json, write_atomic, write_json
 
 INTEGER_NETWORK_SCHEMA = "freebits/integer-network/v1"
-
-
-def grid(bits: int, signed: bool) -> tuple[int, int]:
-    """The integer range of a ``bits``-wide grid."""
-    return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
 
 
 @dataclass

@@ -20,7 +20,7 @@ import numpy as np
 
 from fb_deploy._errors import IntegerizationError, OverflowProofError
 from fb_deploy._integer_network import IntegerNetwork, IntLayer, grid
-from fb_schema import LayerType, QuantizedNetwork
+from fb_schema import LayerType, QuantizedNetwork, max_abs, residual_add_step
 
 DORY_BITS = (2, 4, 8)
 ACC_BITS = 32  # PULP-NN accumulates in int32
@@ -111,11 +111,6 @@ def _integerize(qn: QuantizedNetwork, width: int, max_shift: int, precise: bool 
         ref_logits=arrays[qn.doc["reference"]["logits"]],
         config_sha256=qn.doc.get("config_sha256"),
     )
-
-
-def max_abs(bits: int, signed: bool) -> int:
-    lo, hi = grid(bits, signed)
-    return max(-lo, hi)
 
 
 def _linear_layer(node, lt, sin, sout, arrays, width, max_shift, precise, common) -> tuple[IntLayer, np.ndarray]:
@@ -221,7 +216,7 @@ def _add_layer(ins, sout, common) -> IntLayer:
     ``s_c`` is the finest step at which both input grids fit the adder's 8-bit intermediate (its range follows
     each input's signedness), so no representable input value is clipped.
     """
-    s_c = max(float(s["scale"]) * max_abs(s["bits"], s["signed"]) / max_abs(8, s["signed"]) for s in ins)
+    s_c = residual_add_step([(s["bits"], s["signed"], float(s["scale"])) for s in ins])
     rq = []
     for s in ins:
         x_bound = max_abs(s["bits"], s["signed"])

@@ -7,6 +7,7 @@ Quantized Neural Networks on the Edge", arXiv 2307.02894.
 """
 
 from fb_schema._errors import MissingLatencyError, SchemaError
+from fb_schema._grids import ADDER_BITS, grid, max_abs, residual_add_step
 from fb_schema._io import canonical_json, read_json, sha256_of, write_atomic, write_json
 from fb_schema._latency_table import LATENCY_TABLE_SCHEMA, LatencyTable, Target
 from fb_schema._layer_type import CONFIGURABLE_OPS, NON_CONFIGURABLE_OPS, OPS, LayerType
@@ -18,6 +19,7 @@ from fb_schema._quantized_network import QUANTIZED_NETWORK_SCHEMA, QuantizedNetw
 __version__ = "0.1.0"
 
 __all__ = [
+    "ADDER_BITS",
     "CONFIGURABLE_OPS",
     "DEFAULT_BITS",
     "LATENCY_TABLE_SCHEMA",
@@ -36,9 +38,12 @@ __all__ = [
     "Target",
     "all_pairs",
     "canonical_json",
+    "grid",
     "higher",
+    "max_abs",
     "npz_shapes",
     "read_json",
+    "residual_add_step",
     "sha256_of",
     "write_atomic",
     "write_json",
