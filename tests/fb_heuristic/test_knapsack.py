@@ -125,3 +125,23 @@ def test_cli_knapsack(tmp_path):
     bad = runner.invoke(main, [*args, "--budget", "1"])
     assert bad.exit_code != 0 and "no assignment fits the latency budget 1 cycles" in bad.output
     assert "Traceback" not in bad.output
+
+
+def test_hypervolume_hand_computed():
+    from fb_heuristic import hypervolume
+
+    ref = (10.0, 0.0)
+    assert hypervolume([], ref) == 0.0
+    assert hypervolume([(2.0, 0.5)], ref) == pytest.approx(8 * 0.5)
+    # A dominated point adds nothing; a point beyond the reference adds nothing.
+    assert hypervolume([(2.0, 0.5), (3.0, 0.4), (11.0, 0.9)], ref) == pytest.approx(4.0)
+    # Two-step staircase: [2, 5) at 0.5, [5, 10) at 0.8.
+    assert hypervolume([(2.0, 0.5), (5.0, 0.8)], ref) == pytest.approx(3 * 0.5 + 5 * 0.8)
+
+
+def test_layers_without_sensitivities_keep_their_pair():
+    net, table = _instance(list(range(1, 28)), [float(27 - i) for i in range(27)])
+    del net.metrics["sensitivity"]["conv0"]
+    result = knapsack(net, table, 1000, bins=None)
+    assert result.config.layer("conv0").precision == net.layer("conv0").precision
+    assert result.latency == network_latency(result.config, table)

@@ -29,6 +29,8 @@ class PipelineConfig:
     allowed_bits: tuple[int, ...] = (2, 4, 8)
     margins_pp: tuple[float, ...] = (0.5, 1.5)
     latency_target_fraction: float = 0.8
+    knapsack_budgets: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9)  # fractions of the 8b/8b latency; () = none
+    hypervolume_reference: tuple[float, float] = (1.25, 0.5)  # (latency / 8b/8b latency, accuracy)
     finetune_steps: int = 200
     reference_images: int = 8
 

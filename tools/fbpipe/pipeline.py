@@ -19,7 +19,7 @@ STAGES = (
     "Bayesian Bits search",
     "latency tables",
     "homogeneous baselines",
-    "free bits",
+    "free bits and knapsack",
     "selection",
     "TQT fine-tuning",
     "integer deployment",
@@ -63,6 +63,7 @@ def run_pipeline(cfg: PipelineConfig, out: Path) -> Path:
         homog = stages.homogeneous_candidates(run, data, float_ckpt)
     with run.stage(5, n, STAGES[4]):
         children = stages.apply_free_bits(run, data, bb + homog)
+        children += stages.knapsack_candidates(run, data, bb)
     candidates = bb + homog + children
     with run.stage(6, n, STAGES[5]):
         selection = stages.choose(run, candidates)
@@ -97,6 +98,9 @@ def write_results(run: Run, data, candidates, selection, finetuned, deployed) ->
         "deployed": deployed,
         "versions": report.versions(),
     }
+    results["hypervolume"] = report.hypervolumes(results, cfg.hypervolume_reference)
+    results["hypervolume_reference"] = list(cfg.hypervolume_reference)
+    results["hypervolume"] = report.hypervolumes(results, cfg.hypervolume_reference)
     results["table1"] = report.table_one(results)
     results["fb_effect"] = report.fb_effect(candidates, nets, tables)
     results["diffs"] = report.diffs_of(results, nets, tables)

@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from fb_heuristic import diff, format_diff, network_latency  # noqa: E402
+from fb_heuristic import diff, format_diff, hypervolume, network_latency  # noqa: E402
 from fb_schema import LatencyTable, NetConfig  # noqa: E402
 
 PACKAGES = ("fb-schema", "fb-heuristic", "fb-profile", "fb-search", "fb-deploy", "jax", "flax", "optax", "onnx")
@@ -71,6 +71,8 @@ def pareto_plot(results: dict[str, Any], target: str, path: Path) -> None:
         "bb-orig": ("o", "tab:blue", "BB original"),
         "bb-locked": ("s", "tab:orange", "BB locked"),
         "fb": ("^", "tab:green", "free bits"),
+        "knapsack": ("D", "tab:purple", "knapsack"),
+        "latency-bb": ("v", "tab:red", "latency-aware BB"),
     }
     seen = set()
     for cid, c in configs.items():
@@ -94,10 +96,35 @@ def pareto_plot(results: dict[str, Any], target: str, path: Path) -> None:
     ax.set_ylabel("validation accuracy [%] (before fine-tuning)")
     ax.set_title(f"{results['network']} on {target}")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+SOURCES = {  # candidate source → which configs form its front
+    "BB": lambda cid, c: c["method"] in ("bb-orig", "bb-locked"),
+    "BB+FB": lambda cid, c: c["method"] in ("bb-orig", "bb-locked") or (cid.startswith("fb-") and "--bb-" in cid),
+    "latency-BB+FB": lambda cid, c: c["method"] == "latency-bb" or (cid.startswith("fb-") and "--lat-" in cid),
+    "knapsack": lambda cid, c: c["method"] == "knapsack",
+}
+
+
+def hypervolumes(results: dict[str, Any], reference: tuple[float, float]) -> dict[str, dict[str, float]]:
+    """Per target and candidate source: hypervolume of (latency / 8b/8b, accuracy) up to a fixed reference."""
+    out = {}
+    for target in results["slugs"]:
+        base = results["configs"]["8b"]["latency"][target]
+        out[target] = {}
+        for source, member in SOURCES.items():
+            points = [
+                (c["latency"][target] / base, c["val_accuracy"])
+                for cid, c in results["configs"].items()
+                if member(cid, c) and c.get("target") in (None, target)
+            ]
+            if points:
+                out[target][source] = hypervolume(points, reference)
+    return out
 
 
 def write_report(results: dict[str, Any], out: Path) -> str:
@@ -121,6 +148,17 @@ def write_report(results: dict[str, Any], out: Path) -> str:
     lines += ["", "## Pareto fronts", ""]
     for target, slug in results["slugs"].items():
         lines.append(f"![{target}](pareto_{slug}.png)")
+    ref = results["hypervolume_reference"]
+    lines += [
+        "",
+        f"Hypervolume of each source's front (latency / 8b/8b ≤ {ref[0]}, accuracy ≥ {ref[1]:.0%}; larger is better):",
+        "",
+        "| target | " + " | ".join(SOURCES) + " |",
+        "|---|" + "---:|" * len(SOURCES),
+    ]
+    for target, hv in results["hypervolume"].items():
+        cells = " | ".join(f"{hv[s]:.4f}" if s in hv else "–" for s in SOURCES)
+        lines.append(f"| {target} | {cells} |")
     lines += [
         "",
         "Latency tables: ![Fig. 1](fig1_throughput.png)",

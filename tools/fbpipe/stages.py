@@ -10,7 +10,7 @@ import numpy as np
 import fb_deploy
 import fb_profile
 import fb_search
-from fb_heuristic import free_bits, homogeneous, network_latency, select
+from fb_heuristic import free_bits, homogeneous, knapsack, network_latency, select
 from fb_schema import NetConfig, QuantizedNetwork, read_json, write_json
 from fb_schema.topologies import get_topology
 from fbpipe.run import Candidate, Run, with_accuracy
@@ -117,6 +117,38 @@ def apply_free_bits(run: Run, data, parents: list[Candidate]) -> list[Candidate]
             click.echo(f"      {cid:<40} lat {after_lat / before_lat - 1:+6.1%}  acc {net.metrics['val_accuracy']:.2%}")
             children.append(Candidate(cid, path, parent.checkpoint, parent.id, target))
     return children
+
+
+def knapsack_candidates(run: Run, data, bb: list[Candidate]) -> list[Candidate]:
+    """The latency-budget optimizer per target, from the 8-bit search's per-layer sensitivities."""
+    source = next((c for c in bb if c.id.endswith("-mu0")), None)
+    if source is None or not run.cfg.knapsack_budgets:
+        return []
+    parent = source.load(run.cfg.allowed_bits)
+    if "sensitivity" not in parent.metrics:
+        click.echo(f"      {source.id} has no per-layer sensitivities; skipping the knapsack optimizer")
+        return []
+    out = []
+    base = NetConfig.homogeneous(run.topology, 8, 8)
+    for target, table in run.tables().items():
+        slug = run.cfg.target_slug(target)
+        for fraction in run.cfg.knapsack_budgets:
+            cid = f"ks-{slug}-{fraction:g}"
+            path = run.out / "configs" / f"{cid}.json"
+            net = run.load_config(path)
+            if net is None:
+                budget = int(fraction * network_latency(base, table))
+                try:
+                    net = knapsack(parent, table, budget, bins=4096).config
+                except ValueError as exc:
+                    click.echo(f"      {cid}: {exc}")
+                    continue
+                net = with_accuracy(net, fb_search.evaluate(net, source.checkpoint, data), "bb-eval")
+                net.save(path)
+            lat = network_latency(net, table) / network_latency(base, table)
+            click.echo(f"      {cid:<40} lat {lat - 1:+6.1%}  acc {net.metrics['val_accuracy']:.2%}")
+            out.append(Candidate(cid, path, source.checkpoint, None, target))
+    return out
 
 
 def choose(run: Run, candidates: list[Candidate]) -> dict[str, dict[str, str]]:

@@ -10,7 +10,7 @@ selection by latency target or accuracy margin, a per-layer diff, and an exact l
 from fb_heuristic._diff import LayerDiff, diff, format_diff
 from fb_heuristic._free_bits import best_pair, free_bits, network_latency
 from fb_heuristic._knapsack import KnapsackResult, knapsack, knapsack_front
-from fb_heuristic._select import Scored, homogeneous, pareto_front, score, select
+from fb_heuristic._select import Scored, homogeneous, hypervolume, pareto_front, score, select
 
 __version__ = "0.1.0"
 
@@ -23,6 +23,7 @@ __all__ = [
     "format_diff",
     "free_bits",
     "homogeneous",
+    "hypervolume",
     "knapsack",
     "knapsack_front",
     "network_latency",

@@ -40,7 +40,9 @@ def _choices(net: NetConfig, table: LatencyTable, bits: Iterable[int], locked: b
     fixed_latency, items = 0, []
     for layer in net.layers:
         key = net.layer_types[layer.layer_type].key
-        if layer.b_wt is None:
+        if layer.b_wt is None or layer.name not in net.metrics.get("sensitivity", {}):
+            # Non-configurable layers, and layers the search does not vary (no sensitivities, e.g. the first
+            # layer at 8b/8b), keep their pair.
             fixed_latency += table.latency(key, layer.precision)
             continue
         options = []
@@ -104,7 +106,8 @@ def knapsack_front(
     """The whole accuracy/latency front up to ``max_budget`` cycles from one DP pass, fastest first.
 
     Args:
-        net: a config whose ``metrics.sensitivity`` covers every searchable layer and allowed pair.
+        net: a config whose ``metrics.sensitivity`` covers every allowed pair of each layer it lists; layers it
+            does not list keep their pair.
         table: the target's latencies.
         max_budget: the largest total latency (cycles) of interest.
         bins: number of latency bins; ``None`` = 1-cycle bins (exact).
@@ -127,11 +130,11 @@ def knapsack_front(
     solved = _prepare(net, table, max_budget, bins, allowed, locked)
     if solved is None:
         return []
-    items, tables, width, fixed_latency, provenance = solved
+    items, tables, width, provenance = solved
     front, last_cost = [], INF
     for b, cost in enumerate(tables[-1]):
         if cost < last_cost:
-            front.append(_result(net, table, items, tables, b, width, fixed_latency, provenance))
+            front.append(_result(net, table, items, tables, b, width, provenance))
             last_cost = cost
     return front
 
@@ -151,14 +154,12 @@ def _prepare(net, table, max_budget, bins, allowed, locked):
         "bin_cycles": width,
         "locked": locked,
     }
-    return items, tables, width, fixed_latency, provenance
+    return items, tables, width, provenance
 
 
-def _result(net, table, items, tables, b, width, fixed_latency, provenance) -> KnapsackResult:
+def _result(net, table, items, tables, b, width, provenance) -> KnapsackResult:
     config = net.with_precisions(_backtrack(items, tables, b, width), **provenance)
-    latency = fixed_latency + sum(
-        table.latency(config.layer_types[l.layer_type].key, l.precision) for l in config.layers if l.b_wt is not None
-    )
+    latency = sum(table.latency(config.layer_types[l.layer_type].key, l.precision) for l in config.layers)
     return KnapsackResult(config, latency, tables[-1][b], width)
 
 
@@ -178,5 +179,5 @@ def knapsack(
     solved = _prepare(net, table, budget, bins, allowed, locked)
     if solved is None or solved[1][-1][-1] == INF:
         raise ValueError(f"no assignment fits the latency budget {budget} cycles")
-    items, tables, width, fixed_latency, provenance = solved
-    return _result(net, table, items, tables, len(tables[-1]) - 1, width, fixed_latency, provenance)
+    items, tables, width, provenance = solved
+    return _result(net, table, items, tables, len(tables[-1]) - 1, width, provenance)

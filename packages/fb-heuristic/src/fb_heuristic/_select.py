@@ -101,3 +101,23 @@ def homogeneous(net: NetConfig, bits: int | tuple[int, int]) -> NetConfig:
         if layer.b_wt is not None
     }
     return net.with_precisions(new, method="homogeneous", parent=net.sha256(), bits=[b_in, b_wt])
+
+
+def hypervolume(points: Sequence[tuple[float, float]], reference: tuple[float, float]) -> float:
+    """Area dominated by (latency, accuracy) points — lower latency, higher accuracy — up to ``reference``.
+
+    ``reference`` is (worst latency, worst accuracy); points outside it add nothing. A larger value means a
+    better front; compare fronts only with the same reference point.
+
+    Example:
+        >>> hypervolume([(1.0, 0.9), (2.0, 0.95)], reference=(3.0, 0.5))
+        0.85
+    """
+    ref_lat, ref_acc = reference
+    inside = sorted((lat, acc) for lat, acc in points if lat < ref_lat and acc > ref_acc)
+    area, best_acc = 0.0, ref_acc
+    for i, (lat, acc) in enumerate(inside):
+        best_acc = max(best_acc, acc)
+        next_lat = inside[i + 1][0] if i + 1 < len(inside) else ref_lat
+        area += (next_lat - lat) * (best_acc - ref_acc)
+    return area
