@@ -13,12 +13,13 @@ def get_config():
         "network": "digitsnet",
         "data": "digits",
         "seed": 0,
-        "float_steps": 600,
-        "search_steps": 300,
+        "recipe": "digits",  # fb_search.recipes.digits: optimizers, schedules and step counts
+        "float_steps": None,  # None: the recipe's
+        "search_steps": None,
         "variants": ("orig", "locked"),
         "mus": (0.0, 0.01, 0.03, 0.1, 0.3),
         "targets": ("pulp-model:xpulpv2", "pulp-model:xpulpnn1", "pulp-model:xpulpnn2"),
         "margins_pp": (0.5, 1.5),
         "latency_target_fraction": 0.8,
-        "finetune_steps": 200,
+        "finetune_steps": None,
     }

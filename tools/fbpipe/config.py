@@ -20,6 +20,7 @@ class PipelineConfig:
     network: str = "digitsnet"
     network_params: dict[str, Any] = field(default_factory=dict)
     data: str = "digits"
+    recipe: str = "digits"  # fb-search recipe (optimizers, schedules, defaults for steps left at None)
     seed: int = 0
     float_steps: int = 600
     search_steps: int = 300
@@ -59,7 +60,7 @@ def load_config(path: str | Path) -> PipelineConfig:
         default = known[key].default
         if isinstance(default, tuple):
             raw[key] = tuple(value)
-        elif isinstance(default, (int, float)) and not isinstance(value, (int, float)):
+        elif isinstance(default, (int, float)) and not isinstance(value, (int, float)) and value is not None:
             raise click.ClickException(f"{path}: {key}: expected a number, got {value!r}")
     cfg = PipelineConfig(**raw)
     for target in cfg.targets:

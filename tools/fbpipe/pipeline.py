@@ -34,19 +34,23 @@ def plan(cfg: PipelineConfig, out: Path) -> str:
         f"run {cfg.name!r} → {out}",
         f"network {cfg.network} ({len(topo.layers)} layers, "
         f"{len(topo.layer_types())} layer types), data {cfg.data}, seed {cfg.seed}",
-        f"1. float training: {cfg.float_steps} steps",
+        f"1. float training: {_steps(cfg.float_steps)} (recipe {cfg.recipe})",
         f"2. Bayesian Bits: variants {list(cfg.variants)} × μ {list(cfg.mus)} = {n_bb} runs of "
-        f"{cfg.search_steps} steps",
+        f"{_steps(cfg.search_steps)}",
         f"3. latency tables: {', '.join(cfg.targets)} × {len(cfg.allowed_bits) ** 2} pairs",
         "4. baselines 8b/8b and 4b/4b",
         f"5. free bits: {(n_bb + 1) * len(cfg.targets)} children",
         f"6. selection: margins {list(cfg.margins_pp)} pp and latency ≤ {cfg.latency_target_fraction:.0%} "
         "of 8b/8b per target",
-        f"7. TQT fine-tuning: {cfg.finetune_steps} steps per selected/baseline config",
+        f"7. TQT fine-tuning: {_steps(cfg.finetune_steps)} per selected/baseline config",
         "8. integerize, DORY export, check, verify",
         "9. report.md, results.json, plots",
     ]
     return "\n".join(lines)
+
+
+def _steps(n: int | None) -> str:
+    return "the recipe's steps" if n is None else f"{n} steps"
 
 
 def run_pipeline(cfg: PipelineConfig, out: Path) -> Path:

@@ -23,7 +23,12 @@ def train_float(run: Run, data) -> str:
         click.echo(f"      reusing float checkpoint ({info['val_accuracy']:.2%})")
         return info["checkpoint"]
     ckpt = fb_search.train_float(
-        run.topology, data, steps=run.cfg.float_steps, seed=run.cfg.seed, ckpt_dir=run.out / "checkpoints" / "float"
+        run.topology,
+        data,
+        steps=run.cfg.float_steps,
+        seed=run.cfg.seed,
+        recipe=run.cfg.recipe,
+        ckpt_dir=run.out / "checkpoints" / "float",
     )
     acc = read_json(Path(ckpt) / "meta.json")["val_accuracy"]
     write_json(marker, {"checkpoint": str(ckpt), "val_accuracy": acc})
@@ -49,6 +54,7 @@ def search(run: Run, data, float_ckpt: str) -> list[Candidate]:
                     steps=run.cfg.search_steps,
                     seed=run.cfg.seed,
                     out_dir=run.out / "search",
+                    recipe=run.cfg.recipe,
                 )
                 net.save(path)
             click.echo(f"      {cid:<22} acc {net.metrics['val_accuracy']:.2%}  bops {net.bops():,}")
@@ -194,6 +200,7 @@ def finetune(run: Run, data, todo: list[Candidate]) -> dict[str, dict]:
             seed=run.cfg.seed,
             out_dir=out_dir,
             ref_images=run.cfg.reference_images,
+            recipe=run.cfg.recipe,
         )
         checkpoint = str(Path(artifact).parent / "checkpoint")
         results[cand.id] = {
