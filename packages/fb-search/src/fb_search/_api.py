@@ -1,0 +1,252 @@
+"""The pipeline API: float training, the Bayesian Bits search (one NetConfig per mu), evaluation of any
+NetConfig, and TQT fine-tuning that writes the QuantizedNetwork artifact.
+
+Paper: Rutishauser, Conti, Benini, "Free Bits", arXiv 2307.02894 (Bayesian Bits: van Baalen et al., arXiv
+2005.07093; TQT: Jain et al., arXiv 1903.08066).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flax import nnx
+
+from fb_schema import NetConfig, Precision
+from fb_schema.topologies import Topology, get_topology
+from fb_search._checkpoint import load_checkpoint, load_into, save_checkpoint
+from fb_search._data import Dataset
+from fb_search._export import export_quantized_network
+from fb_search._model import VARIANTS, BBOptions, QNet, check_config, to_netconfig
+from fb_search._train import accuracy, calibrate, cross_entropy, predict, reestimate_bn, train
+from fb_search.recipes import get_recipe
+
+SENSITIVITY_IMAGES = 270  # half the digits validation set: ~60 evaluations per orig run stay within seconds
+BITS_PHI = {2: (-10.0, -10.0), 4: (10.0, -10.0), 8: (10.0, 10.0)}  # gate locations forcing a bit width
+
+
+def _topology(topology: Topology | str, data: Dataset | None = None) -> Topology:
+    if isinstance(topology, Topology):
+        return topology
+    params = {"resolution": data.input_shape[0]} if data is not None and topology == "digitsnet" else {}
+    return get_topology(topology, **params)
+
+
+def _meta(topology: Topology, stage: str, **extra: Any) -> dict[str, Any]:
+    return {"stage": stage, "network": topology.name, "topology_params": dict(topology.params), **extra}
+
+
+def _check_data(topology: Topology, data: Dataset) -> None:
+    if tuple(data.input_shape) != tuple(topology.input_shape):
+        raise ValueError(
+            f"data {data.name!r}: images {data.input_shape} do not fit {topology.name} {topology.input_shape}"
+        )
+
+
+def train_float(
+    topology: Topology | str,
+    data: Dataset,
+    steps: int | None,
+    seed: int,
+    ckpt_dir: str | os.PathLike,
+    recipe: str = "digits",
+) -> str:
+    """Train the float network, calibrate activation thresholds, save ``<ckpt_dir>/float-s<seed>``.
+
+    Returns:
+      the checkpoint path (its ``meta.json`` holds the validation accuracy).
+    """
+    topology = _topology(topology, data)
+    _check_data(topology, data)
+    r = get_recipe(recipe)
+    steps = r.FLOAT_STEPS if steps is None else steps
+    model = QNet(topology, "float", rngs=nnx.Rngs(seed))
+    Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    train(model, data, r.FLOAT, steps, seed, log_path=Path(ckpt_dir) / "metrics.jsonl", desc="float")
+    calibrate(model, data.train_x[: r.CALIBRATION_IMAGES])
+    acc, wrong = accuracy(model, data.val_x, data.val_y)
+    meta = _meta(topology, "float", seed=seed, steps=steps, val_accuracy=acc, val_errors=wrong)
+    meta["seconds"] = round(time.time() - t0, 1)
+    return save_checkpoint(model, Path(ckpt_dir) / f"float-s{seed}", meta)
+
+
+def _load(checkpoint: str | os.PathLike, model: QNet) -> dict:
+    state, meta = load_checkpoint(checkpoint)
+    load_into(model, state)
+    return meta
+
+
+def _topology_of(checkpoint: str | os.PathLike, config: NetConfig | None = None) -> Topology:
+    _, meta = load_checkpoint(checkpoint)
+    topology = get_topology(meta["network"], **meta.get("topology_params", {}))
+    if config is not None:
+        check_config(config, topology)
+    return topology
+
+
+def search(
+    topology: Topology | str,
+    data: Dataset,
+    float_ckpt: str | os.PathLike,
+    variant: str = "orig",
+    mu: float = 0.0,
+    steps: int | None = None,
+    seed: int = 0,
+    out_dir: str | os.PathLike = "runs/search",
+    recipe: str = "digits",
+    sensitivity: bool = True,
+) -> NetConfig:
+    """One Bayesian Bits run at regularizer strength ``mu``; writes ``configs/<name>.json`` and a checkpoint.
+
+    Returns:
+      the NetConfig (precisions read off the deterministic gates) with metrics ``val_accuracy`` (stage
+      ``bb-eval``), ``bops`` (of the config), ``expected_bops``, ``expected_bits`` and per-layer
+      ``sensitivity`` (validation cross-entropy increase when that layer alone runs at a pair).
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant: expected one of {', '.join(VARIANTS)}, got {variant!r}")
+    topology = _topology(topology, data)
+    _check_data(topology, data)
+    r = get_recipe(recipe)
+    steps = r.SEARCH_STEPS if steps is None else steps
+    opts = BBOptions(variant, r.BB.gate_init, r.BB.temperature, r.BB.per_sample, r.BB.quantlab_mask)
+    model = QNet(topology, "bb", bb=opts, rngs=nnx.Rngs(seed))
+    _load(float_ckpt, model)
+    out_dir = Path(out_dir)
+    name = f"bb-{variant}-mu{mu:g}-s{seed}"
+    (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    train(model, data, r.SEARCH, steps, seed, mu=mu, search=True, log_path=out_dir / "checkpoints" / "metrics.jsonl",
+          desc=name)  # fmt: skip
+    reestimate_bn(model, data.train_x)  # the running statistics saw stochastic gates; evaluate deterministic ones
+    acc, wrong = accuracy(model, data.val_x, data.val_y)
+    precisions = model.precisions()
+    ckpt = save_checkpoint(model, out_dir / "checkpoints" / name, _meta(topology, "bb", variant=variant, mu=mu))
+    metrics = {
+        "val_accuracy": acc,
+        "val_errors": wrong,
+        "accuracy_stage": "bb-eval",
+        "expected_bops": int(model.expected_bops()),
+        "expected_bits": float(model.expected_bits()),
+        "search_seconds": round(time.time() - t0, 1),
+    }
+    if sensitivity:
+        metrics["sensitivity"] = layer_sensitivity(model, data)
+    provenance = {"method": f"bb-{variant}", "parent": None, "mu": float(mu), "seed": seed, "table_sha256": None}
+    provenance |= {"checkpoint": ckpt, "float_checkpoint": str(float_ckpt), "steps": steps, "recipe": recipe}
+    config = to_netconfig(topology, precisions, provenance, metrics)
+    config.metrics["bops"] = config.bops()
+    config.save(out_dir / "configs" / f"{name}.json")
+    return config
+
+
+def layer_sensitivity(model: QNet, data: Dataset) -> dict[str, dict[str, float]]:
+    """Per layer and reachable (b_in, b_wt): validation CE increase over the searched config when only that
+    layer's gates are forced to the pair (locked: diagonal pairs; fixed inputs: b_in 8), on the first 270
+    validation images."""
+    x, y = data.val_x[:SENSITIVITY_IMAGES], data.val_y[:SENSITIVITY_IMAGES]
+    base = float(cross_entropy(predict(model, x), y))
+    out: dict[str, dict[str, float]] = {}
+    for name, _ in model.mac_ratio:
+        layer = model.layers[name]
+        w_phi = getattr(layer.w_q, "phi", None)
+        a_phi = getattr(layer.in_q, "phi", None)
+        if w_phi is None:
+            continue
+        saved = [np.asarray(w_phi[...])] + ([np.asarray(a_phi[...])] if a_phi is not None else [])
+        pairs = {}
+        for b_in in (2, 4, 8) if a_phi is not None else (layer.in_q.bits,):
+            for b_wt in (2, 4, 8):
+                if a_phi is w_phi and b_in != b_wt:
+                    continue
+                w_phi[...] = np.asarray(BITS_PHI[b_wt], np.float32)
+                if a_phi is not None and a_phi is not w_phi:
+                    a_phi[...] = np.asarray(BITS_PHI[b_in], np.float32)
+                pairs[f"{b_in},{b_wt}"] = float(cross_entropy(predict(model, x), y)) - base
+        w_phi[...] = saved[0]
+        if a_phi is not None and a_phi is not w_phi:
+            a_phi[...] = saved[1]
+        out[name] = pairs
+    return out
+
+
+def sweep(
+    topology: Topology | str,
+    data: Dataset,
+    float_ckpt: str | os.PathLike,
+    variant: str,
+    mus: tuple[float, ...] | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    out_dir: str | os.PathLike = "runs/search",
+    recipe: str = "digits",
+) -> list[NetConfig]:
+    """A mu sweep (one NetConfig per mu; the train step compiles once per variant)."""
+    mus = get_recipe(recipe).MU_GRID if mus is None else mus
+    return [search(topology, data, float_ckpt, variant, mu, steps, seed, out_dir, recipe) for mu in mus]
+
+
+def _fixed_model(config: NetConfig, checkpoint: str | os.PathLike, mode: str, seed: int = 0) -> QNet:
+    topology = _topology_of(checkpoint, config)
+    model = QNet(topology, mode, config, rngs=nnx.Rngs(seed))
+    _load(checkpoint, model)
+    return model
+
+
+def evaluate(config: NetConfig, checkpoint: str | os.PathLike, data: Dataset) -> float:
+    """Validation accuracy of ``checkpoint``'s weights at ``config``'s precisions, BN re-estimated first."""
+    model = _fixed_model(config, checkpoint, "fixed")
+    reestimate_bn(model, data.train_x)
+    return accuracy(model, data.val_x, data.val_y)[0]
+
+
+def finetune(
+    config: NetConfig,
+    checkpoint: str | os.PathLike,
+    data: Dataset,
+    steps: int | None = None,
+    seed: int = 0,
+    out_dir: str | os.PathLike = "runs/finetune",
+    recipe: str = "digits",
+    ref_images: int = 4,
+) -> tuple[float, str]:
+    """TQT fine-tuning of ``config`` from a float or searched checkpoint; writes the QuantizedNetwork.
+
+    BN statistics are re-estimated under the config's quantization first. Writes ``<out_dir>/<name>/
+    network.json`` (+ ``.npz``), the config with its TQT accuracy (``config.json``) and a checkpoint.
+
+    Returns:
+      (validation accuracy, path of the QuantizedNetwork JSON).
+    """
+    r = get_recipe(recipe)
+    steps = r.TQT_STEPS if steps is None else steps
+    model = _fixed_model(config, checkpoint, "tqt", seed)
+    topology = _topology_of(checkpoint)
+    reestimate_bn(model, data.train_x)
+    name = f"tqt-{config.sha256()[:12]}-s{seed}"
+    out = Path(out_dir) / name
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    train(model, data, r.TQT, steps, seed, log_path=out / "metrics.jsonl", desc=name)
+    acc, wrong = accuracy(model, data.val_x, data.val_y)
+    ckpt = save_checkpoint(model, out / "checkpoint", _meta(topology, "tqt", config_sha256=config.sha256()))
+    path = export_quantized_network(model, topology, config, data.val_x[:ref_images], out / "network.json")
+    tuned = config.with_precisions({}, checkpoint=ckpt)
+    tuned.metrics.update(config.metrics)
+    tuned.metrics.update({"val_accuracy": acc, "val_errors": wrong, "accuracy_stage": "tqt",
+                          "finetune_seconds": round(time.time() - t0, 1)})  # fmt: skip
+    tuned.save(out / "config.json")
+    return acc, str(path)
+
+
+def homogeneous(topology: Topology | str, b_in: int, b_wt: int, data: Dataset | None = None) -> NetConfig:
+    """A homogeneous NetConfig (fixed inputs and the first layer at 8 bits)."""
+    return NetConfig.homogeneous(_topology(topology, data), b_in, b_wt)
+
+
+def precisions_of(config: NetConfig) -> dict[str, Precision]:
+    return config.precisions()

@@ -1,0 +1,267 @@
+"""A quantized network built from an ``fb_schema`` topology, in one of four modes.
+
+* ``float``: no quantization; activation thresholds can be calibrated (99.9th percentile) after training;
+* ``bb``: Bayesian Bits search (``variant`` ``orig`` or ``locked``); fixed inputs (the image, tensors produced by
+  residual adds) stay at 8 bits, and so do the first layer's weights;
+* ``fixed``: every tensor at the precision of a NetConfig, thresholds ``max|w|`` / calibrated (used to evaluate a
+  configuration);
+* ``tqt``: like ``fixed`` but with TQT's learned thresholds (fine-tuning).
+
+Each tensor is quantized once, at the ``b_in`` of its first conv/linear consumer (whose ``in_q`` it is); a
+tensor read only by adds/pools is quantized at 8 bits by its producer's ``out_q``. A tensor is signed iff its
+producer has no ReLU and it is not a sum/average of unsigned tensors. Locked variant (Free Bits, arXiv
+2307.02894): a layer's input-activation quantizer shares the ``phi`` variable of its weight quantizer; a tensor
+read by several convs is locked to the first one only (QuantLab's behaviour), and fixed inputs are not locked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from fb_schema import DEFAULT_BITS, LayerConfig, NetConfig, Precision
+from fb_schema.topologies import INPUT, Topology
+from fb_search.layers import QAdd, QConv, QLinear, QPool
+from fb_search.quant import BBQuant, FixedQuant, FloatQuant, Quantizer, TQTQuant
+
+MODES = ("float", "bb", "fixed", "tqt")
+VARIANTS = ("orig", "locked")
+FIXED_BITS = 8
+
+
+@dataclass(frozen=True)
+class BBOptions:
+    """Bayesian Bits settings (QuantLab defaults: phi_0 = 2, T = 0.5, per-sample activation gates)."""
+
+    variant: str = "orig"
+    gate_init: float = 2.0
+    temperature: float = 0.5
+    per_sample: bool = True
+    quantlab_mask: bool = False
+
+
+def tensor_signed(topology: Topology) -> dict[str, bool]:
+    """Signedness of every tensor: no ReLU and not a sum/average of unsigned tensors."""
+    signed = {INPUT: False}
+    for layer in topology.layers:
+        if layer.act == "relu6":
+            signed[layer.name] = False
+        elif layer.op in ("add", "avgpool"):
+            signed[layer.name] = any(signed[t] for t in layer.inputs)
+        else:
+            signed[layer.name] = True
+    return signed
+
+
+def tensor_owners(topology: Topology) -> dict[str, list[str]]:
+    """Configurable consumers of every tensor, in network order."""
+    owners: dict[str, list[str]] = {INPUT: []}
+    for layer in topology.layers:
+        owners[layer.name] = []
+    for layer in topology.layers:
+        if layer.layer_type.configurable:
+            owners[layer.inputs[0]].append(layer.name)
+    return owners
+
+
+def check_config(config: NetConfig, topology: Topology, allowed_bits=DEFAULT_BITS) -> None:
+    """Raise ValueError (one line) unless ``config`` describes ``topology`` with bits in ``allowed_bits``."""
+    where = f"NetConfig of {config.network!r}"
+    if config.network != topology.name:
+        raise ValueError(f"{where}: network does not match the model {topology.name!r}")
+    names = [layer.name for layer in topology.layers]
+    if [layer.name for layer in config.layers] != names:
+        raise ValueError(f"{where}: layers {[c.name for c in config.layers]} do not match the model's {names}")
+    for layer, cfg in zip(topology.layers, config.layers):
+        if cfg.layer_type != layer.layer_type.key:
+            raise ValueError(
+                f"{where}: layer {layer.name}: layer_type {cfg.layer_type} != model {layer.layer_type.key}"
+            )
+        for field in ("b_in", "b_wt"):
+            bits = getattr(cfg, field)
+            if bits is not None and bits not in allowed_bits:
+                raise ValueError(f"{where}: layer {layer.name}: {field} = {bits}, expected one of {list(allowed_bits)}")
+        if topology.b_in_fixed(layer.name) and cfg.b_in != FIXED_BITS and layer.layer_type.configurable:
+            raise ValueError(f"{where}: layer {layer.name}: b_in is fixed at {FIXED_BITS}, got {cfg.b_in}")
+
+
+class QNet(nnx.Module):
+    """A quantized network from a topology (see the module docstring for ``mode``).
+
+    Args:
+      topology: an ``fb_schema.topologies`` network.
+      mode: ``float``, ``bb``, ``fixed`` or ``tqt``.
+      config: the NetConfig giving the precisions (``fixed`` and ``tqt`` only).
+      bb: Bayesian Bits options (``bb`` only).
+      dw_impl: depthwise implementation, ``taps`` (fast training on CPU) or ``grouped`` (export).
+      rngs: parameter initialization.
+    """
+
+    def __init__(
+        self,
+        topology: Topology,
+        mode: str = "float",
+        config: NetConfig | None = None,
+        bb: BBOptions = BBOptions(),
+        dw_impl: str = "taps",
+        *,
+        rngs: nnx.Rngs,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
+        if bb.variant not in VARIANTS:
+            raise ValueError(f"variant: expected one of {', '.join(VARIANTS)}, got {bb.variant!r}")
+        if (mode in ("fixed", "tqt")) != (config is not None):
+            raise ValueError(f"mode {mode!r}: a NetConfig is {'required' if config is None else 'not accepted'}")
+        if config is not None:
+            check_config(config, topology)
+        self.network, self.mode, self.variant = topology.name, mode, bb.variant
+        self.input_shape = tuple(topology.input_shape)
+        self.graph = tuple((layer.name, layer.op, layer.inputs) for layer in topology.layers)
+        self.output = topology.output
+        macs = {layer.name: layer.layer_type.macs for layer in topology.layers if layer.layer_type.configurable}
+        self.mac_ratio = tuple((name, m / max(macs.values())) for name, m in macs.items())
+        self.macs = tuple(macs.items())
+        cfg = {c.name: c for c in config.layers} if config is not None else {}
+        signed, owners = tensor_signed(topology), tensor_owners(topology)
+
+        def quantizer(bits: int, fixed: bool, is_signed: bool, is_weight: bool, t=6.0, phi=None) -> Quantizer:
+            if mode == "float":
+                return FloatQuant(is_signed, is_weight, t)
+            if mode == "tqt":
+                return TQTQuant(bits, is_signed, is_weight, t)
+            if mode == "fixed" or fixed:
+                return FixedQuant(bits, is_signed, is_weight, t)
+            return BBQuant(is_signed, is_weight, t, phi, bb.gate_init, bb.temperature, bb.per_sample, bb.quantlab_mask)
+
+        layers: dict[str, nnx.Module] = {}
+        for layer in topology.layers:
+            lt = layer.layer_type
+            if lt.op in ("conv2d", "depthwise_conv2d", "linear"):
+                first = layer.inputs == (INPUT,)
+                bits = cfg[layer.name].b_wt if cfg else FIXED_BITS
+                w_q = quantizer(bits, first, True, True, np.ones((lt.out_ch,), np.float32))
+                cls = QConv if lt.op != "linear" else QLinear
+                kwargs = {"dw_impl": dw_impl} if cls is QConv else {}
+                layers[layer.name] = cls(lt, None, w_q, layer.act, rngs=rngs, **kwargs)
+            elif lt.op == "add":
+                layers[layer.name] = QAdd(lt)
+            else:
+                layers[layer.name] = QPool(lt)
+        tensor_q = []
+        for tensor in (INPUT, *(layer.name for layer in topology.layers if layer.name != self.output)):
+            users = owners[tensor]
+            if tensor == INPUT:
+                q = FixedQuant(FIXED_BITS, False, False, 1.0)  # the 8-bit image, step 1/255, never trained
+            elif users:
+                owner = users[0]
+                fixed = topology.b_in_fixed(owner)
+                bits = cfg[owner].b_in if cfg else FIXED_BITS
+                lock = mode == "bb" and bb.variant == "locked" and not fixed
+                phi = layers[owner].w_q.phi if lock else None
+                q = quantizer(bits, fixed, signed[tensor], False, 6.0, phi)
+            else:
+                q = quantizer(FIXED_BITS, True, signed[tensor], False)
+            if users:
+                for user in users:
+                    layers[user].in_q = nnx.data(q)
+                tensor_q.append((tensor, users[0], "in_q"))
+            else:
+                layers[tensor].out_q = nnx.data(q)
+                tensor_q.append((tensor, tensor, "out_q"))
+        self.tensor_q = tuple(tensor_q)
+        self.layers = nnx.Dict(layers)
+
+    # -- forward ----------------------------------------------------------------------------------------------
+    def quantizer_of(self, tensor: str) -> Quantizer | None:
+        """The quantizer that produces ``tensor`` (None for the network output)."""
+        for name, owner, attr in self.tensor_q:
+            if name == tensor:
+                return getattr(self.layers[owner], attr)
+        return None
+
+    def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        """Logits of a batch of NHWC images in [0, 1]; ``key`` samples the BB gates (None: deterministic)."""
+
+        def sub(i: int) -> jax.Array | None:
+            return None if key is None else jax.random.fold_in(key, i)
+
+        n = len(self.graph)
+        q = self.quantizer_of(INPUT)
+        values = {INPUT: q(x, sub(2 * n))}
+        for i, (name, op, inputs) in enumerate(self.graph):
+            layer = self.layers[name]
+            if op == "add":
+                y = layer.core(values[inputs[0]], values[inputs[1]])
+            elif op == "avgpool":
+                y = layer.core(values[inputs[0]])
+            else:
+                y = layer.core(values[inputs[0]], sub(i))
+            q = self.quantizer_of(name)
+            values[name] = y if q is None else q(y, sub(n + i))
+        return values[self.output]
+
+    # -- search quantities ------------------------------------------------------------------------------------
+    def regularizer(self) -> jax.Array:
+        """Sum over conv/linear layers of ``MACs/maxMACs * (gate cost of w_q + gate cost of in_q)``."""
+        total = jnp.zeros(())
+        for name, ratio in self.mac_ratio:
+            layer = self.layers[name]
+            for q in (layer.w_q, layer.in_q):
+                if isinstance(q, BBQuant):
+                    total = total + ratio * q.cost()
+        return total
+
+    def _bits(self, q: Quantizer, expected: bool):
+        if isinstance(q, BBQuant):
+            return q.expected_bits() if expected else q.bits
+        return q.bits if q.bits is not None else 32
+
+    def expected_bits(self) -> jax.Array:
+        """Mean expected bit width over the searched quantizers (8 when nothing is searched)."""
+        seen, vals = set(), []
+        for name, _ in self.mac_ratio:
+            layer = self.layers[name]
+            for q in (layer.w_q, layer.in_q):
+                if isinstance(q, BBQuant) and id(q) not in seen:
+                    seen.add(id(q))
+                    vals.append(q.expected_bits())
+        return jnp.mean(jnp.stack(vals)) if vals else jnp.asarray(float(FIXED_BITS))
+
+    def expected_bops(self) -> jax.Array:
+        """``sum MACs * E[b_in] * E[b_wt]`` (activation and weight gates taken independent)."""
+        total = jnp.zeros(())
+        for name, macs in self.macs:
+            layer = self.layers[name]
+            total = total + macs * self._bits(layer.in_q, True) * self._bits(layer.w_q, True)
+        return total
+
+    def precisions(self) -> dict[str, Precision]:
+        """(b_in, b_wt) per layer read off the quantizers (BB: deterministic gates); adds/pools (8, None)."""
+        out = {}
+        for name, op, _ in self.graph:
+            layer = self.layers[name]
+            if op in ("add", "avgpool"):
+                out[name] = Precision(FIXED_BITS, None)
+            else:
+                out[name] = Precision(self._bits(layer.in_q, False), self._bits(layer.w_q, False))
+        return out
+
+
+def to_netconfig(topology: Topology, precisions: dict[str, Precision], provenance: dict, metrics: dict) -> NetConfig:
+    """A NetConfig of ``topology`` at ``precisions``."""
+    layers = tuple(
+        LayerConfig(
+            layer.name,
+            layer.layer_type.key,
+            precisions[layer.name].b_in,
+            precisions[layer.name].b_wt,
+            topology.b_in_fixed(layer.name),
+        )
+        for layer in topology.layers
+    )
+    return NetConfig(topology.name, topology.layer_types(), layers, dict(provenance), dict(metrics))

@@ -1,0 +1,62 @@
+"""Quantizers: QuantLab grids, Bayesian Bits (nested 2->4->8 residuals, hard-concrete gates), generalized TQT."""
+
+from fb_search.quant._bayesian_bits import (
+    HC_HI,
+    HC_LO,
+    PRECS,
+    TEST_THRESHOLD,
+    bb_layer_reg,
+    bb_quantize,
+    bits_from_gates,
+    expected_bits,
+    gate_cost,
+    gates_on,
+    hc_sample,
+    p_nonzero,
+    p_zero,
+)
+from fb_search.quant._grids import fake_quant, fq_ste, grid, int_range, step, weight_threshold
+from fb_search.quant._modules import (
+    ActRange,
+    BBQuant,
+    FixedQuant,
+    FloatQuant,
+    Gates,
+    LogThreshold,
+    Quantizer,
+    TQTQuant,
+)
+from fb_search.quant._tqt import tqt_grad_normalizer, tqt_quant, tqt_quant_autodiff
+
+__all__ = [
+    "HC_HI",
+    "HC_LO",
+    "PRECS",
+    "TEST_THRESHOLD",
+    "ActRange",
+    "BBQuant",
+    "FixedQuant",
+    "FloatQuant",
+    "Gates",
+    "LogThreshold",
+    "Quantizer",
+    "TQTQuant",
+    "bb_layer_reg",
+    "bb_quantize",
+    "bits_from_gates",
+    "expected_bits",
+    "fake_quant",
+    "fq_ste",
+    "gate_cost",
+    "gates_on",
+    "grid",
+    "hc_sample",
+    "int_range",
+    "p_nonzero",
+    "p_zero",
+    "step",
+    "tqt_grad_normalizer",
+    "tqt_quant",
+    "tqt_quant_autodiff",
+    "weight_threshold",
+]

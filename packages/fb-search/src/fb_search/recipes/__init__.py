@@ -1,0 +1,16 @@
+"""Training recipes (package data): each module defines FLOAT, SEARCH and TQT optimizer specs, step counts, BB
+options and a mu grid; its docstring gives the command and the expected result."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+RECIPES = ("digits",)
+
+
+def get_recipe(name: str) -> ModuleType:
+    """The recipe module ``fb_search.recipes.<name>``."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
+    return importlib.import_module(f"fb_search.recipes.{name}")
