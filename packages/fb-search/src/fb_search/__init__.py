@@ -15,8 +15,10 @@ Example:
 from fb_search._api import evaluate, finetune, homogeneous, layer_sensitivity, search, sweep, train_float
 from fb_search._checkpoint import load_checkpoint, load_into, save_checkpoint
 from fb_search._data import Dataset, get_data, load_digits_data
+from fb_search._distributed import data_mesh, initialize, is_main_process
 from fb_search._export import export_quantized_network, load_quantized_network
 from fb_search._model import MODES, VARIANTS, BBOptions, QNet, check_config, tensor_signed, to_netconfig
+from fb_search._tfds import prepare
 from fb_search._train import OptSpec, accuracy, calibrate, make_optimizer, param_labels, predict, reestimate_bn, train
 from fb_search.layers import QAdd, QConv, QLinear, QPool, depthwise_taps, relu6
 
@@ -35,6 +37,10 @@ __all__ = [
     "QPool",
     "accuracy",
     "calibrate",
+    "data_mesh",
+    "initialize",
+    "is_main_process",
+    "prepare",
     "check_config",
     "depthwise_taps",
     "evaluate",

@@ -21,9 +21,10 @@ from fb_search._checkpoint import load_checkpoint, load_into, save_checkpoint
 from fb_search._data import Dataset
 from fb_search._export import export_quantized_network
 from fb_search._model import VARIANTS, BBOptions, QNet, check_config, to_netconfig
-from fb_search._train import accuracy, calibrate, cross_entropy, predict, reestimate_bn, train
+from fb_search._train import calibrate, cross_entropy, predict, reestimate_bn, train, val_accuracy
 from fb_search.recipes import get_recipe
 
+BN_IMAGES = 2048  # BN re-estimation: the whole digits training set; a 2k-image sample elsewhere
 SENSITIVITY_IMAGES = 270  # half the digits validation set: ~60 evaluations per orig run stay within seconds
 BITS_PHI = {2: (-10.0, -10.0), 4: (10.0, -10.0), 8: (10.0, 10.0)}  # gate locations forcing a bit width
 
@@ -67,8 +68,8 @@ def train_float(
     Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     train(model, data, r.FLOAT, steps, seed, log_path=Path(ckpt_dir) / "metrics.jsonl", desc="float")
-    calibrate(model, data.train_x[: r.CALIBRATION_IMAGES])
-    acc, wrong = accuracy(model, data.val_x, data.val_y)
+    calibrate(model, data.train_subset(r.CALIBRATION_IMAGES)[0])
+    acc, wrong = val_accuracy(model, data)
     meta = _meta(topology, "float", seed=seed, steps=steps, val_accuracy=acc, val_errors=wrong)
     meta["seconds"] = round(time.time() - t0, 1)
     return save_checkpoint(model, Path(ckpt_dir) / f"float-s{seed}", meta)
@@ -122,8 +123,10 @@ def search(
     t0 = time.time()
     train(model, data, r.SEARCH, steps, seed, mu=mu, search=True, log_path=out_dir / "checkpoints" / "metrics.jsonl",
           desc=name)  # fmt: skip
-    reestimate_bn(model, data.train_x)  # the running statistics saw stochastic gates; evaluate deterministic ones
-    acc, wrong = accuracy(model, data.val_x, data.val_y)
+    reestimate_bn(
+        model, data.train_subset(BN_IMAGES)[0]
+    )  # the running statistics saw stochastic gates; evaluate deterministic ones
+    acc, wrong = val_accuracy(model, data)
     precisions = model.precisions()
     ckpt = save_checkpoint(model, out_dir / "checkpoints" / name, _meta(topology, "bb", variant=variant, mu=mu))
     metrics = {
@@ -148,7 +151,7 @@ def layer_sensitivity(model: QNet, data: Dataset) -> dict[str, dict[str, float]]
     """Per layer and reachable (b_in, b_wt): validation CE increase over the searched config when only that
     layer's gates are forced to the pair (locked: diagonal pairs; fixed inputs: b_in 8), on the first 270
     validation images."""
-    x, y = data.val_x[:SENSITIVITY_IMAGES], data.val_y[:SENSITIVITY_IMAGES]
+    x, y = data.val_subset(SENSITIVITY_IMAGES)
     base = float(cross_entropy(predict(model, x), y))
     out: dict[str, dict[str, float]] = {}
     for name, _ in model.mac_ratio:
@@ -200,8 +203,8 @@ def _fixed_model(config: NetConfig, checkpoint: str | os.PathLike, mode: str, se
 def evaluate(config: NetConfig, checkpoint: str | os.PathLike, data: Dataset) -> float:
     """Validation accuracy of ``checkpoint``'s weights at ``config``'s precisions, BN re-estimated first."""
     model = _fixed_model(config, checkpoint, "fixed")
-    reestimate_bn(model, data.train_x)
-    return accuracy(model, data.val_x, data.val_y)[0]
+    reestimate_bn(model, data.train_subset(BN_IMAGES)[0])
+    return val_accuracy(model, data)[0]
 
 
 def finetune(
@@ -226,15 +229,15 @@ def finetune(
     steps = r.TQT_STEPS if steps is None else steps
     model = _fixed_model(config, checkpoint, "tqt", seed)
     topology = _topology_of(checkpoint)
-    reestimate_bn(model, data.train_x)
+    reestimate_bn(model, data.train_subset(BN_IMAGES)[0])
     name = f"tqt-{config.sha256()[:12]}-s{seed}"
     out = Path(out_dir) / name
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     train(model, data, r.TQT, steps, seed, log_path=out / "metrics.jsonl", desc=name)
-    acc, wrong = accuracy(model, data.val_x, data.val_y)
+    acc, wrong = val_accuracy(model, data)
     ckpt = save_checkpoint(model, out / "checkpoint", _meta(topology, "tqt", config_sha256=config.sha256()))
-    path = export_quantized_network(model, topology, config, data.val_x[:ref_images], out / "network.json")
+    path = export_quantized_network(model, topology, config, data.val_subset(ref_images)[0], out / "network.json")
     tuned = config.with_precisions({}, checkpoint=ckpt)
     tuned.metrics.update(config.metrics)
     tuned.metrics.update({"val_accuracy": acc, "val_errors": wrong, "accuracy_stage": "tqt",

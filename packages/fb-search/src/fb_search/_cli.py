@@ -13,6 +13,7 @@ from fb_schema.topologies import get_topology
 from fb_search import _api
 from fb_search._checkpoint import load_checkpoint
 from fb_search._data import get_data
+from fb_search.recipes import get_recipe
 
 
 def _errors(fn):
@@ -43,7 +44,30 @@ def _load_config(path: str) -> NetConfig:
 
 
 network_opt = click.option("--network", default="digitsnet", show_default=True, help="built-in topology")
-data_opt = click.option("--data", "data_name", default="digits", show_default=True, help="data set")
+data_opt = click.option("--data", "data_name", default="digits", show_default=True, help="digits|cifar10|imagenet2012")
+data_dir_opt = click.option("--data-dir", default=None, help="prepared tfds data (default $TFDS_DATA_DIR)")
+dry_opt = click.option("--dry-run", is_flag=True, help="check the data path and print the plan; train nothing")
+
+
+def _data(name: str, data_dir: str | None, topology):
+    return get_data(name, data_dir=data_dir, resolution=topology.input_shape[0])
+
+
+def _plan(stage: str, topology, data, recipe: str, spec, steps: int, extra: str = "") -> None:
+    import jax
+
+    x, y = data.batch(0, spec.batch_size, 0)
+    click.echo(f"{stage}: {topology.name} {dict(topology.params)} ({len(topology.layers)} layers), data {data.name}")
+    click.echo(
+        f"  first batch {tuple(x.shape)} in [{float(x.min()):.3f}, {float(x.max()):.3f}], labels {y[:8].tolist()}"
+    )
+    click.echo(f"  recipe {recipe}: {steps} steps, {spec}{extra}")
+    click.echo(
+        f"  devices: {jax.device_count()} ({jax.process_count()} process(es)), batch per device "
+        f"{spec.batch_size // max(jax.device_count(), 1)}"
+    )
+
+
 seed_opt = click.option("--seed", default=0, show_default=True, type=int)
 steps_opt = click.option("--steps", default=None, type=click.IntRange(1), help="default: the recipe's")
 recipe_opt = click.option("--recipe", default="digits", show_default=True)
@@ -68,22 +92,37 @@ def layer_types(network: str, width: float | None, resolution: int | None) -> No
 
 @main.command("train-float")
 @network_opt
+@click.option("--width", type=float, default=None)
+@click.option("--resolution", type=int, default=None)
+@click.option("--classes", "num_classes", type=int, default=None, help="default: the data set's")
 @data_opt
+@data_dir_opt
 @steps_opt
 @seed_opt
 @recipe_opt
+@dry_opt
 @click.option("--out", "out_dir", default="runs/digits", show_default=True, type=click.Path(file_okay=False))
 @_errors
-def train_float(network: str, data_name: str, steps: int | None, seed: int, recipe: str, out_dir: str) -> None:
+def train_float(network, width, resolution, num_classes, data_name, data_dir, steps, seed, recipe, out_dir, dry_run):
     """Train the float network; writes <out>/checkpoints/float-s<seed> and metrics.jsonl."""
-    data = get_data(data_name)
-    ckpt = _api.train_float(network, data, steps, seed, Path(out_dir) / "checkpoints", recipe)
+    topo = _network(network, width, resolution)
+    data = _data(data_name, data_dir, topo)
+    if topo.num_classes != (num_classes or data.num_classes):
+        params = {**topo.params, "num_classes": num_classes or data.num_classes}
+        topo = get_topology(network, **params)
+    if dry_run:
+        r = get_recipe(recipe)
+        _plan("train-float", topo, data, recipe, r.FLOAT, steps or r.FLOAT_STEPS)
+        return
+    ckpt = _api.train_float(topo, data, steps, seed, Path(out_dir) / "checkpoints", recipe)
     _, meta = load_checkpoint(ckpt)
     click.echo(f"float {network}: val accuracy {meta['val_accuracy']:.4f} ({meta['val_errors']} errors) -> {ckpt}")
 
 
 @main.command()
 @data_opt
+@data_dir_opt
+@dry_opt
 @click.option("--float-ckpt", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--variant", type=click.Choice(["orig", "locked"]), default="orig", show_default=True)
 @click.option("--mu", "mus", type=float, multiple=True, help="repeat for a sweep; default: the recipe's grid")
@@ -92,11 +131,16 @@ def train_float(network: str, data_name: str, steps: int | None, seed: int, reci
 @recipe_opt
 @click.option("--out", "out_dir", default="runs/digits", show_default=True, type=click.Path(file_okay=False))
 @_errors
-def search(data_name, float_ckpt, variant, mus, steps, seed, recipe, out_dir) -> None:
+def search(data_name, data_dir, dry_run, float_ckpt, variant, mus, steps, seed, recipe, out_dir) -> None:
     """Bayesian Bits search: one NetConfig per mu in <out>/configs/."""
-    data = get_data(data_name)
     _, meta = load_checkpoint(float_ckpt)
     topo = get_topology(meta["network"], **meta.get("topology_params", {}))
+    data = _data(data_name, data_dir, topo)
+    if dry_run:
+        r = get_recipe(recipe)
+        grid = list(mus) or list(r.MU_GRID)
+        _plan("search", topo, data, recipe, r.SEARCH, steps or r.SEARCH_STEPS, f", {variant}, mu {grid}, {r.BB}")
+        return
     for cfg in _api.sweep(topo, data, float_ckpt, variant, tuple(mus) or None, steps, seed, out_dir, recipe):
         m = cfg.metrics
         bits = " ".join(f"{layer.b_in}/{layer.b_wt}" for layer in cfg.layers if layer.b_wt is not None)
@@ -105,6 +149,7 @@ def search(data_name, float_ckpt, variant, mus, steps, seed, recipe, out_dir) ->
 
 @main.command()
 @data_opt
+@data_dir_opt
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--ckpt", required=True, type=click.Path(exists=True, file_okay=False))
 @steps_opt
@@ -112,21 +157,38 @@ def search(data_name, float_ckpt, variant, mus, steps, seed, recipe, out_dir) ->
 @recipe_opt
 @click.option("--out", "out_dir", default="runs/digits/quantized", show_default=True, type=click.Path(file_okay=False))
 @_errors
-def finetune(data_name, config_path, ckpt, steps, seed, recipe, out_dir) -> None:
+def finetune(data_name, data_dir, config_path, ckpt, steps, seed, recipe, out_dir) -> None:
     """TQT fine-tuning of a NetConfig; writes the QuantizedNetwork artifact."""
-    acc, path = _api.finetune(_load_config(config_path), ckpt, get_data(data_name), steps, seed, out_dir, recipe)
+    config = _load_config(config_path)
+    data = _data(data_name, data_dir, _api._topology_of(ckpt, config))
+    acc, path = _api.finetune(config, ckpt, data, steps, seed, out_dir, recipe)
     click.echo(f"tqt: val accuracy {acc:.4f} -> {path}")
 
 
 @main.command("eval")
 @data_opt
+@data_dir_opt
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--ckpt", required=True, type=click.Path(exists=True, file_okay=False))
 @_errors
-def eval_cmd(data_name, config_path, ckpt) -> None:
+def eval_cmd(data_name, data_dir, config_path, ckpt) -> None:
     """Accuracy of a checkpoint at a NetConfig's precisions (BN re-estimated)."""
-    acc = _api.evaluate(_load_config(config_path), ckpt, get_data(data_name))
+    config = _load_config(config_path)
+    acc = _api.evaluate(config, ckpt, _data(data_name, data_dir, _api._topology_of(ckpt, config)))
     click.echo(json.dumps({"config": config_path, "val_accuracy": acc}))
+
+
+@main.command()
+@click.argument("name", type=click.Choice(["imagenet2012", "cifar10"]))
+@click.option("--manual-dir", required=True, type=click.Path(exists=True, file_okay=False), help="the archives")
+@click.option("--data-dir", default=None, help="output (default $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+@_errors
+def prepare(name: str, manual_dir: str, data_dir: str | None) -> None:
+    """Prepare ImageNet / CIFAR-10 array_record files from downloaded archives (no TensorFlow, no download)."""
+    from fb_search._tfds import default_data_dir
+    from fb_search._tfds import prepare as run_prepare
+
+    click.echo(f"prepared {name} -> {run_prepare(name, manual_dir, data_dir or default_data_dir())}")
 
 
 if __name__ == "__main__":

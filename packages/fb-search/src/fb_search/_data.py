@@ -42,8 +42,24 @@ class Dataset:
         return self.train_x[idx], self.train_y[idx]
 
     def batches(self, steps: int, batch_size: int, seed: int, start: int = 0) -> Iterator[tuple]:
+        """Batches ``start .. steps-1``."""
         for s in range(start, steps):
             yield self.batch(s, batch_size, seed)
+
+    def val_batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for i in range(0, len(self.val_x), batch_size):
+            yield self.val_x[i : i + batch_size], self.val_y[i : i + batch_size]
+
+    def train_subset(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The first ``n`` training images (calibration, BN statistics)."""
+        return self.train_x[:n], self.train_y[:n]
+
+    def val_subset(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.val_x[:n], self.val_y[:n]
+
+    @property
+    def num_val(self) -> int:
+        return len(self.val_x)
 
 
 def load_digits_data(resolution: int = 16, seed: int = 0) -> Dataset:
@@ -73,11 +89,18 @@ def load_digits_data(resolution: int = 16, seed: int = 0) -> Dataset:
     return Dataset("digits", tx, ty, vx, vy, 10, {"resolution": resolution, "seed": seed})
 
 
-DATASETS = {"digits": load_digits_data}
+DATASETS = ("digits", "cifar10", "imagenet2012")
 
 
-def get_data(name: str, **kwargs) -> Dataset:
-    """A data set by name (``digits``)."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}")
-    return DATASETS[name](**kwargs)
+def get_data(name: str, data_dir: str | None = None, resolution: int | None = None, augment: bool = False, **kw):
+    """A data set by name: ``digits`` (in memory), or a prepared ``cifar10`` / ``imagenet2012`` under
+    ``data_dir`` (default ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``), never downloaded."""
+    if name == "digits":
+        return load_digits_data(resolution or 16, **kw)
+    if name in ("cifar10", "imagenet2012"):
+        from fb_search._tfds import TfdsDataset, default_data_dir
+
+        res = resolution or (32 if name == "cifar10" else 224)
+        classes = 10 if name == "cifar10" else 1000
+        return TfdsDataset(name, data_dir or default_data_dir(), res, classes, augment)
+    raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")

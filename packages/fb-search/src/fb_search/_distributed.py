@@ -20,9 +20,20 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 AXIS = "data"
 
 
+_INITIALIZED = []
+
+
 def initialize() -> None:
     """Join a multi-host run (``jax.distributed.initialize()``; cluster settings from the environment)."""
-    jax.distributed.initialize()
+    if not _INITIALIZED:
+        jax.distributed.initialize()
+        _INITIALIZED.append(True)
+
+
+def maybe_initialize() -> None:
+    """Initialize the multi-host runtime when the launcher set ``JAX_COORDINATOR_ADDRESS``."""
+    if os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        initialize()
 
 
 def is_main_process() -> bool:

@@ -24,6 +24,7 @@ from fb_search._data import Dataset
 from fb_search._distributed import (
     data_mesh,
     is_main_process,
+    maybe_initialize,
     replicate,
     restore_train_state,
     save_train_state,
@@ -142,6 +143,7 @@ def train(
     from the latest one there (batches and gate samples depend only on ``(seed, step)``). ``stop_at`` ends the
     run early after that step (an interruption), leaving a checkpoint.
     """
+    maybe_initialize()
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx, step = _train_step(graphdef, spec, steps, search)
@@ -161,8 +163,9 @@ def train(
     end = steps if stop_at is None else min(stop_at, steps)
     try:
         bar = tqdm(range(start, end), desc=desc, leave=False, disable=None if main else True)
-        for s in bar:
-            x, y = shard_batch(data.batch(s, spec.batch_size, seed), mesh)
+        batches = data.batches(end, spec.batch_size, seed, start)
+        for s, batch in zip(bar, batches):
+            x, y = shard_batch(tuple(np.asarray(a) for a in batch), mesh)
             params, rest, opt_state, m = step(params, rest, opt_state, x, y, jax.random.fold_in(key, s), mu_arr)
             if (s + 1) % log_every == 0 or s + 1 == end:
                 last = {k: float(v) for k, v in m.items()}
@@ -202,6 +205,15 @@ def accuracy(model: nnx.Module, x: np.ndarray, y: np.ndarray) -> tuple[float, in
     """(accuracy, number of errors) on ``(x, y)``."""
     wrong = int(np.sum(np.argmax(predict(model, x), -1) != y))
     return 1.0 - wrong / len(y), wrong
+
+
+def val_accuracy(model: nnx.Module, data, batch_size: int = 540) -> tuple[float, int]:
+    """(accuracy, errors) over the validation split of ``data``, streamed in batches."""
+    wrong = total = 0
+    for x, y in data.val_batches(batch_size):
+        wrong += int(np.sum(np.argmax(predict(model, np.asarray(x), batch_size), -1) != np.asarray(y)))
+        total += len(y)
+    return 1.0 - wrong / total, wrong
 
 
 def reestimate_bn(model: nnx.Module, x: np.ndarray, batch_size: int = 2048) -> None:

@@ -30,3 +30,6 @@ TQT = OptSpec(kind="sgd", lr=3e-3, momentum=0.9, schedule="cosine", batch_size=3
 TQT_STEPS = 250
 
 CALIBRATION_IMAGES = 512
+NETWORK = {"network": "digitsnet", "resolution": 16, "num_classes": 10}
+DATA = "digits"
+CKPT_EVERY = 0
