@@ -16,6 +16,7 @@ read by several convs is locked to the first one only (QuantLab's behaviour), an
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import jax
@@ -23,10 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from fb_schema import DEFAULT_BITS, LayerConfig, NetConfig, Precision
+from fb_schema import ADDER_BITS, DEFAULT_BITS, LayerConfig, NetConfig, Precision, max_abs
+from fb_schema import grid as fb_grid
 from fb_schema.topologies import INPUT, Topology
 from fb_search.layers import QAdd, QConv, QLinear, QPool
-from fb_search.quant import BBQuant, FixedQuant, FloatQuant, Quantizer, TQTQuant
+from fb_search.quant import BBQuant, FixedQuant, FloatQuant, Quantizer, TQTQuant, step
 
 MODES = ("float", "bb", "fixed", "tqt")
 VARIANTS = ("orig", "locked")
@@ -196,7 +198,7 @@ class QNet(nnx.Module):
         for i, (name, op, inputs) in enumerate(self.graph):
             layer = self.layers[name]
             if op == "add":
-                y = layer.core(values[inputs[0]], values[inputs[1]])
+                y = layer.core(*self._adder_inputs(inputs, values))
             elif op == "avgpool":
                 y = layer.core(values[inputs[0]])
             else:
@@ -204,6 +206,29 @@ class QNet(nnx.Module):
             q = self.quantizer_of(name)
             values[name] = y if q is None else q(y, sub(n + i))
         return values[self.output]
+
+    def _adder_inputs(self, inputs: tuple[str, ...], values: dict[str, jax.Array]) -> list[jax.Array]:
+        """The residual adder's view of its inputs once precisions are fixed (``fixed`` and ``tqt`` modes).
+
+        The deployed adder (DORY / pulp-nn ``add``) first requantizes every input to an 8-bit intermediate at the
+        common step ``fb_schema.residual_add_step`` (rounding half up), then sums; modelling that here keeps the
+        fake-quant network equal to the integer one. Straight-through gradient, as for every quantizer.
+        """
+        xs = [values[t] for t in inputs]
+        if self.mode not in ("fixed", "tqt"):
+            return xs
+        quants = [self.quantizer_of(t) for t in inputs]
+        steps = [step(q.threshold(None), q.bits, q.signed) for q in quants]
+        common = functools.reduce(
+            jnp.maximum,
+            [s * max_abs(q.bits, q.signed) / max_abs(ADDER_BITS, q.signed) for s, q in zip(steps, quants)],
+        )
+        out = []
+        for x, q in zip(xs, quants):
+            lo, hi = fb_grid(ADDER_BITS, q.signed)
+            t = jnp.clip(jnp.floor(x / common + 0.5), lo, hi) * common
+            out.append(x + jax.lax.stop_gradient(t - x))
+        return out
 
     # -- search quantities ------------------------------------------------------------------------------------
     def regularizer(self) -> jax.Array:
