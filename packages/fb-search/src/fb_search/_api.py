@@ -36,6 +36,12 @@ def _topology(topology: Topology | str, data: Dataset | None = None) -> Topology
     return get_topology(topology, **params)
 
 
+def _resume(recipe, ckpt_dir: Path) -> dict[str, Any]:
+    """Step checkpoints (exact resume) where the recipe asks for them (paper-scale runs; not digits)."""
+    every = getattr(recipe, "CKPT_EVERY", 0)
+    return {"ckpt_dir": ckpt_dir, "ckpt_every": every} if every else {}
+
+
 def _meta(topology: Topology, stage: str, **extra: Any) -> dict[str, Any]:
     return {"stage": stage, "network": topology.name, "topology_params": dict(topology.params), **extra}
 
@@ -67,7 +73,8 @@ def train_float(
     model = QNet(topology, "float", rngs=nnx.Rngs(seed))
     Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    train(model, data, r.FLOAT, steps, seed, log_path=Path(ckpt_dir) / "metrics.jsonl", desc="float")
+    train(model, data, r.FLOAT, steps, seed, log_path=Path(ckpt_dir) / "metrics.jsonl", desc="float",
+          **_resume(r, Path(ckpt_dir) / f"float-s{seed}-steps"))  # fmt: skip
     calibrate(model, data.train_subset(r.CALIBRATION_IMAGES)[0])
     acc, wrong = val_accuracy(model, data)
     meta = _meta(topology, "float", seed=seed, steps=steps, val_accuracy=acc, val_errors=wrong)
@@ -122,7 +129,7 @@ def search(
     (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     train(model, data, r.SEARCH, steps, seed, mu=mu, search=True, log_path=out_dir / "checkpoints" / "metrics.jsonl",
-          desc=name)  # fmt: skip
+          desc=name, **_resume(r, out_dir / "checkpoints" / f"{name}-steps"))  # fmt: skip
     reestimate_bn(
         model, data.train_subset(BN_IMAGES)[0]
     )  # the running statistics saw stochastic gates; evaluate deterministic ones
@@ -234,7 +241,7 @@ def finetune(
     out = Path(out_dir) / name
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    train(model, data, r.TQT, steps, seed, log_path=out / "metrics.jsonl", desc=name)
+    train(model, data, r.TQT, steps, seed, log_path=out / "metrics.jsonl", desc=name, **_resume(r, out / "steps"))
     acc, wrong = val_accuracy(model, data)
     ckpt = save_checkpoint(model, out / "checkpoint", _meta(topology, "tqt", config_sha256=config.sha256()))
     path = export_quantized_network(model, topology, config, data.val_subset(ref_images)[0], out / "network.json")

@@ -178,6 +178,28 @@ def eval_cmd(data_name, data_dir, config_path, ckpt) -> None:
     click.echo(json.dumps({"config": config_path, "val_accuracy": acc}))
 
 
+@main.command("export-onnx")
+@click.option("--ckpt", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--config", "config_path", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="fake-quant export at this config (default: float)")  # fmt: skip
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False))
+@_errors
+def export_onnx(ckpt: str, config_path: str | None, out_path: str) -> None:
+    """Float (or fake-quant) ONNX of a checkpoint, depthwise as grouped convs (needs the [onnx] extra)."""
+    from flax import nnx
+
+    from fb_search._checkpoint import load_into
+    from fb_search._model import QNet
+    from fb_search._onnx import export_onnx as run_export
+
+    config = _load_config(config_path) if config_path else None
+    topo = _api._topology_of(ckpt, config)
+    model = QNet(topo, "float" if config is None else "fixed", config, rngs=nnx.Rngs(0))
+    state, _ = load_checkpoint(ckpt)
+    load_into(model, state)
+    click.echo(f"wrote {run_export(model, out_path)}")
+
+
 @main.command()
 @click.argument("name", type=click.Choice(["imagenet2012", "cifar10"]))
 @click.option("--manual-dir", required=True, type=click.Path(exists=True, file_okay=False), help="the archives")
