@@ -9,6 +9,7 @@ listed in the table's ``failed`` section with its error; it is never dropped sil
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -186,5 +187,6 @@ def _run(backend, todo: list, b_out: int, jobs: int):
     # Chunks of consecutive points keep one layer type's pairs together (its tilings are cached per process).
     size = hint or max(1, min(64, len(todo) // (4 * jobs)))
     chunks = [(backend, todo[i : i + size], b_out) for i in range(0, len(todo), size)]
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    # "spawn": the caller may have JAX (multithreaded) loaded, and forking a multithreaded process can deadlock.
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         yield from pool.map(_measure_chunk, chunks)
