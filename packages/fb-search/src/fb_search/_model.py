@@ -27,6 +27,7 @@ from flax import nnx
 from fb_schema import ADDER_BITS, DEFAULT_BITS, LayerConfig, NetConfig, Precision, max_abs
 from fb_schema import grid as fb_grid
 from fb_schema.topologies import INPUT, Topology
+from fb_search._latency_objective import OBJECTIVES, expected_latency
 from fb_search.layers import QAdd, QConv, QLinear, QPool
 from fb_search.quant import BBQuant, FixedQuant, FloatQuant, Quantizer, TQTQuant, step
 
@@ -231,7 +232,27 @@ class QNet(nnx.Module):
         return out
 
     # -- search quantities ------------------------------------------------------------------------------------
+    def use_latency_objective(self, objective: str, terms=None) -> None:
+        """Search against ``bops`` (the paper), expected ``latency`` (terms from :func:`latency_terms`) or ``both``."""
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective: expected one of {', '.join(OBJECTIVES)}, got {objective!r}")
+        if objective != "bops" and not terms:
+            raise ValueError(f"objective {objective!r} needs a latency table")
+        self.objective, self.latency_terms = objective, terms
+
+    def expected_latency(self) -> jax.Array:
+        """Expected 8b/8b-normalized latency of the configurable layers (needs :meth:`use_latency_objective`)."""
+        return expected_latency(self.layers, self.latency_terms)
+
     def regularizer(self) -> jax.Array:
+        """The search penalty: the BOP-weighted gate cost, the expected latency, or their sum (``objective``)."""
+        objective = getattr(self, "objective", "bops")
+        if objective == "latency":
+            return self.expected_latency()
+        bops = self.bop_regularizer()
+        return bops + self.expected_latency() if objective == "both" else bops
+
+    def bop_regularizer(self) -> jax.Array:
         """Sum over conv/linear layers of ``MACs/maxMACs * (gate cost of w_q + gate cost of in_q)``."""
         total = jnp.zeros(())
         for name, ratio in self.mac_ratio:

@@ -14,6 +14,7 @@ from fb_search.quant._bayesian_bits import (
     hc_sample,
     p_nonzero,
     p_zero,
+    precision_probs,
 )
 from fb_search.quant._grids import fake_quant, fq_ste, grid, int_range, step, weight_threshold
 from fb_search.quant._modules import (
@@ -53,6 +54,7 @@ __all__ = [
     "hc_sample",
     "int_range",
     "p_nonzero",
+    "precision_probs",
     "p_zero",
     "step",
     "tqt_grad_normalizer",

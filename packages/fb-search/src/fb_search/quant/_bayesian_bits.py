@@ -65,11 +65,22 @@ def bits_from_gates(phi, temperature: float, precs: Sequence[int] = PRECS) -> in
     return int(precs[int(level_index(jnp.asarray(phi), temperature))])
 
 
-def expected_bits(phi: jax.Array, temperature: float, precs: Sequence[int] = PRECS) -> jax.Array:
-    """E[b] under the gates' marginals: pi(p_0) = 1 - R_1, pi(p_k) = prod_{i<=k} R_i (1 - R_{k+1})."""
+def precision_probs(phi: jax.Array, temperature: float) -> jax.Array:
+    """The distribution over precisions the gates give: pi(p_0) = 1 - R_1, pi(p_k) = prod_{i<=k} R_i (1 - R_{k+1}).
+
+    Example:
+        >>> [round(float(p), 3) for p in precision_probs(jnp.array([10.0, -10.0]), 0.5)]
+        [0.0, 1.0, 0.0]
+    """
     cum = jnp.concatenate([jnp.ones((1,)), jnp.cumprod(p_nonzero(phi, temperature))])
     nxt = jnp.concatenate([cum[1:], jnp.zeros((1,))])
-    return jnp.sum((cum - nxt) * jnp.asarray(precs, dtype=cum.dtype))
+    return cum - nxt
+
+
+def expected_bits(phi: jax.Array, temperature: float, precs: Sequence[int] = PRECS) -> jax.Array:
+    """E[b] under the gates' marginals (:func:`precision_probs`)."""
+    probs = precision_probs(phi, temperature)
+    return jnp.sum(probs * jnp.asarray(precs, dtype=probs.dtype))
 
 
 def gate_cost(phi: jax.Array, temperature: float, precs: Sequence[int] = PRECS) -> jax.Array:
