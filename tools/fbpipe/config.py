@@ -30,6 +30,8 @@ class PipelineConfig:
     allowed_bits: tuple[int, ...] = (2, 4, 8)
     margins_pp: tuple[float, ...] = (0.5, 1.5)
     latency_target_fraction: float = 0.8
+    latency_variants: tuple[str, ...] = ("orig",)  # latency-aware search (objective = expected latency)
+    latency_mus: tuple[float, ...] = ()  # () = no latency-aware search
     knapsack_budgets: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9)  # fractions of the 8b/8b latency; () = none
     hypervolume_reference: tuple[float, float] = (1.25, 0.5)  # (latency / 8b/8b latency, accuracy)
     finetune_steps: int = 200
@@ -66,7 +68,7 @@ def load_config(path: str | Path) -> PipelineConfig:
     for target in cfg.targets:
         if not target.startswith(TARGET_PREFIX):
             raise click.ClickException(f"{path}: targets: expected 'pulp-model:<isa>', got {target!r}")
-    for variant in cfg.variants:
+    for variant in cfg.variants + cfg.latency_variants:
         if variant not in ("orig", "locked"):
             raise click.ClickException(f"{path}: variants: expected 'orig' or 'locked', got {variant!r}")
     return cfg

@@ -16,8 +16,8 @@ from fbpipe.run import Run
 
 STAGES = (
     "float training",
-    "Bayesian Bits search",
     "latency tables",
+    "Bayesian Bits search",
     "homogeneous baselines",
     "free bits and knapsack",
     "selection",
@@ -35,11 +35,16 @@ def plan(cfg: PipelineConfig, out: Path) -> str:
         f"network {cfg.network} ({len(topo.layers)} layers, "
         f"{len(topo.layer_types())} layer types), data {cfg.data}, seed {cfg.seed}",
         f"1. float training: {_steps(cfg.float_steps)} (recipe {cfg.recipe})",
-        f"2. Bayesian Bits: variants {list(cfg.variants)} × μ {list(cfg.mus)} = {n_bb} runs of "
-        f"{_steps(cfg.search_steps)}",
-        f"3. latency tables: {', '.join(cfg.targets)} × {len(cfg.allowed_bits) ** 2} pairs",
+        f"2. latency tables: {', '.join(cfg.targets)} × {len(cfg.allowed_bits) ** 2} pairs",
+        f"3. Bayesian Bits: variants {list(cfg.variants)} × μ {list(cfg.mus)} = {n_bb} runs of "
+        f"{_steps(cfg.search_steps)}"
+        + (
+            f"; latency-aware: {len(cfg.targets)} targets × {list(cfg.latency_variants)} × μ {list(cfg.latency_mus)}"
+            if cfg.latency_mus
+            else ""
+        ),
         "4. baselines 8b/8b and 4b/4b",
-        f"5. free bits: {(n_bb + 1) * len(cfg.targets)} children",
+        f"5. free bits on every search result and 4b/4b per target; knapsack at {list(cfg.knapsack_budgets)} of 8b/8b",
         f"6. selection: margins {list(cfg.margins_pp)} pp and latency ≤ {cfg.latency_target_fraction:.0%} "
         "of 8b/8b per target",
         f"7. TQT fine-tuning: {_steps(cfg.finetune_steps)} per selected/baseline config",
@@ -60,9 +65,9 @@ def run_pipeline(cfg: PipelineConfig, out: Path) -> Path:
     with run.stage(1, n, STAGES[0]):
         float_ckpt = stages.train_float(run, data)
     with run.stage(2, n, STAGES[1]):
-        bb = stages.search(run, data, float_ckpt)
-    with run.stage(3, n, STAGES[2]):
         stages.profile(run)
+    with run.stage(3, n, STAGES[2]):
+        bb = stages.search(run, data, float_ckpt)
     with run.stage(4, n, STAGES[3]):
         homog = stages.homogeneous_candidates(run, data, float_ckpt)
     with run.stage(5, n, STAGES[4]):

@@ -36,29 +36,48 @@ def train_float(run: Run, data) -> str:
     return str(ckpt)
 
 
+def _bb_run(run: Run, data, float_ckpt: str, cid: str, variant: str, mu: float, out_dir: Path, **extra) -> NetConfig:
+    path = run.out / "configs" / f"{cid}.json"
+    net = run.load_config(path)
+    if net is None:
+        net = fb_search.search(
+            run.topology,
+            data,
+            float_ckpt,
+            variant=variant,
+            mu=mu,
+            steps=run.cfg.search_steps,
+            seed=run.cfg.seed,
+            out_dir=out_dir,
+            recipe=run.cfg.recipe,
+            **extra,
+        )
+        net.save(path)
+    click.echo(f"      {cid:<34} acc {net.metrics['val_accuracy']:.2%}  bops {net.bops():,}")
+    return net
+
+
 def search(run: Run, data, float_ckpt: str) -> list[Candidate]:
-    """The Bayesian Bits μ sweep, both variants: one NetConfig (+ checkpoint) per (variant, μ)."""
+    """The Bayesian Bits μ sweep, both variants: one NetConfig (+ checkpoint) per (variant, μ).
+
+    With ``latency_mus`` set, also the latency-aware search per target (expected latency from that target's table
+    as the regularizer); those candidates belong to their target only.
+    """
     out = []
     for variant in run.cfg.variants:
         for mu in run.cfg.mus:
             cid = f"bb-{variant}-mu{mu:g}"
-            path = run.out / "configs" / f"{cid}.json"
-            net = run.load_config(path)
-            if net is None:
-                net = fb_search.search(
-                    run.topology,
-                    data,
-                    float_ckpt,
-                    variant=variant,
-                    mu=mu,
-                    steps=run.cfg.search_steps,
-                    seed=run.cfg.seed,
-                    out_dir=run.out / "search",
-                    recipe=run.cfg.recipe,
-                )
-                net.save(path)
-            click.echo(f"      {cid:<22} acc {net.metrics['val_accuracy']:.2%}  bops {net.bops():,}")
-            out.append(Candidate(cid, path, net.provenance["checkpoint"]))
+            net = _bb_run(run, data, float_ckpt, cid, variant, mu, run.out / "search")
+            out.append(Candidate(cid, run.out / "configs" / f"{cid}.json", net.provenance["checkpoint"]))
+    for target, table in run.tables().items() if run.cfg.latency_mus else ():
+        slug = run.cfg.target_slug(target)
+        for variant in run.cfg.latency_variants:
+            for mu in run.cfg.latency_mus:
+                cid = f"lat-{slug}-{variant}-mu{mu:g}"
+                net = _bb_run(run, data, float_ckpt, cid, variant, mu, run.out / "search" / f"lat-{slug}",
+                              objective="latency", table=table)  # fmt: skip
+                path = run.out / "configs" / f"{cid}.json"
+                out.append(Candidate(cid, path, net.provenance["checkpoint"], None, target))
     return out
 
 
@@ -104,8 +123,8 @@ def apply_free_bits(run: Run, data, parents: list[Candidate]) -> list[Candidate]
     for target, table in run.tables().items():
         slug = run.cfg.target_slug(target)
         for parent in parents:
-            if parent.id == "8b":
-                continue  # nothing is more precise than 8b/8b
+            if parent.id == "8b" or parent.target not in (None, target):
+                continue  # nothing is more precise than 8b/8b; latency-aware configs belong to one target
             cid = f"fb-{slug}--{parent.id}"
             path = run.out / "configs" / f"{cid}.json"
             net = run.load_config(path)
