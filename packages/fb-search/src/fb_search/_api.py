@@ -25,7 +25,7 @@ from fb_search._train import calibrate, cross_entropy, predict, reestimate_bn, t
 from fb_search.recipes import get_recipe
 
 BN_IMAGES = 2048  # BN re-estimation: the whole digits training set; a 2k-image sample elsewhere
-SENSITIVITY_IMAGES = 270  # half the digits validation set: ~60 evaluations per orig run stay within seconds
+SENSITIVITY_IMAGES = 160  # ~60 evaluations per orig run stay within a few seconds on 2 cores
 BITS_PHI = {2: (-10.0, -10.0), 4: (10.0, -10.0), 8: (10.0, 10.0)}  # gate locations forcing a bit width
 
 
@@ -156,7 +156,7 @@ def search(
 
 def layer_sensitivity(model: QNet, data: Dataset) -> dict[str, dict[str, float]]:
     """Per layer and reachable (b_in, b_wt): validation CE increase over the searched config when only that
-    layer's gates are forced to the pair (locked: diagonal pairs; fixed inputs: b_in 8), on the first 270
+    layer's gates are forced to the pair (locked: diagonal pairs; fixed inputs: b_in 8), on the first 160
     validation images."""
     x, y = data.val_subset(SENSITIVITY_IMAGES)
     base = float(cross_entropy(predict(model, x), y))
