@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
-from fb_schema import NetConfig, Precision
+from fb_schema import LatencyTable, NetConfig, Precision
 from fb_schema.topologies import Topology, get_topology
 from fb_search._checkpoint import load_checkpoint, load_into, save_checkpoint
 from fb_search._data import Dataset
 from fb_search._export import export_quantized_network
+from fb_search._latency_objective import latency_terms
 from fb_search._model import VARIANTS, BBOptions, QNet, check_config, to_netconfig
 from fb_search._train import calibrate, cross_entropy, predict, reestimate_bn, train, val_accuracy
 from fb_search.recipes import get_recipe
@@ -107,8 +108,13 @@ def search(
     out_dir: str | os.PathLike = "runs/search",
     recipe: str = "digits",
     sensitivity: bool = True,
+    objective: str = "bops",
+    table: LatencyTable | None = None,
 ) -> NetConfig:
     """One Bayesian Bits run at regularizer strength ``mu``; writes ``configs/<name>.json`` and a checkpoint.
+
+    ``objective="bops"`` is the paper's BOP-weighted gate regularizer; ``"latency"`` replaces it by the expected
+    network latency under ``table`` (normalized by the 8b/8b latency), ``"both"`` adds the two.
 
     Returns:
       the NetConfig (precisions read off the deterministic gates) with metrics ``val_accuracy`` (stage
@@ -123,9 +129,13 @@ def search(
     steps = r.SEARCH_STEPS if steps is None else steps
     opts = BBOptions(variant, r.BB.gate_init, r.BB.temperature, r.BB.per_sample, r.BB.quantlab_mask)
     model = QNet(topology, "bb", bb=opts, rngs=nnx.Rngs(seed))
+    if objective != "bops":
+        if table is None:
+            raise ValueError(f"objective {objective!r}: a latency table is required")
+        model.use_latency_objective(objective, latency_terms(topology, table))
     _load(float_ckpt, model)
     out_dir = Path(out_dir)
-    name = f"bb-{variant}-mu{mu:g}-s{seed}"
+    name = f"{'bb' if objective == 'bops' else 'lat'}-{variant}-mu{mu:g}-s{seed}"
     (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     train(model, data, r.SEARCH, steps, seed, mu=mu, search=True, log_path=out_dir / "checkpoints" / "metrics.jsonl",
@@ -144,9 +154,15 @@ def search(
         "expected_bits": float(model.expected_bits()),
         "search_seconds": round(time.time() - t0, 1),
     }
+    if objective != "bops":
+        metrics["expected_latency"] = float(model.expected_latency())
     if sensitivity:
         metrics["sensitivity"] = layer_sensitivity(model, data)
-    provenance = {"method": f"bb-{variant}", "parent": None, "mu": float(mu), "seed": seed, "table_sha256": None}
+    method = f"bb-{variant}" if objective == "bops" else "latency-bb"
+    table_sha = None if table is None or objective == "bops" else table.sha256()
+    provenance = {"method": method, "parent": None, "mu": float(mu), "seed": seed, "table_sha256": table_sha}
+    if objective != "bops":
+        provenance |= {"objective": objective, "variant": variant, "target": table.target.name}
     provenance |= {"checkpoint": ckpt, "float_checkpoint": str(float_ckpt), "steps": steps, "recipe": recipe}
     config = to_netconfig(topology, precisions, provenance, metrics)
     config.metrics["bops"] = config.bops()
@@ -194,10 +210,15 @@ def sweep(
     seed: int = 0,
     out_dir: str | os.PathLike = "runs/search",
     recipe: str = "digits",
+    objective: str = "bops",
+    table: LatencyTable | None = None,
 ) -> list[NetConfig]:
-    """A mu sweep (one NetConfig per mu; the train step compiles once per variant)."""
+    """A mu sweep (one NetConfig per mu; the train step compiles once per variant and objective)."""
     mus = get_recipe(recipe).MU_GRID if mus is None else mus
-    return [search(topology, data, float_ckpt, variant, mu, steps, seed, out_dir, recipe) for mu in mus]
+    return [
+        search(topology, data, float_ckpt, variant, mu, steps, seed, out_dir, recipe, objective=objective, table=table)
+        for mu in mus
+    ]
 
 
 def _fixed_model(config: NetConfig, checkpoint: str | os.PathLike, mode: str, seed: int = 0) -> QNet:

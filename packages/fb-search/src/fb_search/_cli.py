@@ -8,11 +8,12 @@ from pathlib import Path
 
 import click
 
-from fb_schema import NetConfig, SchemaError
+from fb_schema import LatencyTable, MissingLatencyError, NetConfig, SchemaError
 from fb_schema.topologies import get_topology
 from fb_search import _api
 from fb_search._checkpoint import load_checkpoint
 from fb_search._data import get_data
+from fb_search._latency_objective import OBJECTIVES
 from fb_search.recipes import get_recipe
 
 
@@ -25,7 +26,7 @@ def _errors(fn):
             return fn(*args, **kwargs)
         except KeyError as exc:
             raise click.ClickException(str(exc.args[0])) from None
-        except (ValueError, SchemaError, FileNotFoundError) as exc:
+        except (ValueError, SchemaError, FileNotFoundError, MissingLatencyError) as exc:
             raise click.ClickException(str(exc)) from None
 
     return wrapper
@@ -130,9 +131,17 @@ def train_float(network, width, resolution, num_classes, data_name, data_dir, st
 @seed_opt
 @recipe_opt
 @click.option("--out", "out_dir", default="runs/digits", show_default=True, type=click.Path(file_okay=False))
+@click.option("--objective", type=click.Choice(OBJECTIVES), default="bops", show_default=True,
+              help="bops (the paper), expected latency from --table, or both")  # fmt: skip
+@click.option("--table", "table_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="latency table (fb-profile) for --objective latency|both")  # fmt: skip
 @_errors
-def search(data_name, data_dir, dry_run, float_ckpt, variant, mus, steps, seed, recipe, out_dir) -> None:
+def search(data_name, data_dir, dry_run, float_ckpt, variant, mus, steps, seed, recipe, out_dir, objective,
+           table_path) -> None:  # fmt: skip
     """Bayesian Bits search: one NetConfig per mu in <out>/configs/."""
+    if objective != "bops" and table_path is None:
+        raise click.UsageError(f"--objective {objective} needs --table (a latency table from fb-profile)")
+    table = LatencyTable.load(table_path) if table_path else None
     _, meta = load_checkpoint(float_ckpt)
     topo = get_topology(meta["network"], **meta.get("topology_params", {}))
     data = _data(data_name, data_dir, topo)
@@ -141,7 +150,9 @@ def search(data_name, data_dir, dry_run, float_ckpt, variant, mus, steps, seed, 
         grid = list(mus) or list(r.MU_GRID)
         _plan("search", topo, data, recipe, r.SEARCH, steps or r.SEARCH_STEPS, f", {variant}, mu {grid}, {r.BB}")
         return
-    for cfg in _api.sweep(topo, data, float_ckpt, variant, tuple(mus) or None, steps, seed, out_dir, recipe):
+    configs = _api.sweep(topo, data, float_ckpt, variant, tuple(mus) or None, steps, seed, out_dir, recipe, objective,
+                         table)  # fmt: skip
+    for cfg in configs:
         m = cfg.metrics
         bits = " ".join(f"{layer.b_in}/{layer.b_wt}" for layer in cfg.layers if layer.b_wt is not None)
         click.echo(f"mu={cfg.provenance['mu']:g} acc={m['val_accuracy']:.4f} bops={m['bops']} [{bits}]")
