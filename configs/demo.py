@@ -18,6 +18,9 @@ def get_config():
         "search_steps": None,
         "variants": ("orig", "locked"),
         "mus": (0.0, 0.01, 0.03, 0.1, 0.3),
+        "latency_variants": ("orig",),  # beyond the paper: the search sees each target's latency table
+        "latency_mus": (0.5, 2.0),
+        "knapsack_budgets": (0.6, 0.7, 0.8, 0.9),  # beyond the paper: exact latency-budget optimizer
         "targets": ("pulp-model:xpulpv2", "pulp-model:xpulpnn1", "pulp-model:xpulpnn2"),
         "margins_pp": (0.5, 1.5),
         "latency_target_fraction": 0.8,
