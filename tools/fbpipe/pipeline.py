@@ -78,7 +78,7 @@ def run_pipeline(cfg: PipelineConfig, out: Path) -> Path:
         selection = stages.choose(run, candidates)
     todo_ids = ["8b", "4b"] + [f"fb-{cfg.target_slug(t)}--4b" for t in cfg.targets]
     todo_ids += [cid for picks in selection.values() for cid in picks.values()]
-    todo = stages.paths_for(run, todo_ids, candidates)
+    todo = stages.candidates_by_id(todo_ids, candidates)
     with run.stage(7, n, STAGES[6]):
         finetuned = stages.finetune(run, data, todo)
     with run.stage(8, n, STAGES[7]):

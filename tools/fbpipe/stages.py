@@ -178,7 +178,6 @@ def knapsack_candidates(run: Run, data, bb: list[Candidate]) -> list[Candidate]:
 
 def choose(run: Run, candidates: list[Candidate]) -> dict[str, dict[str, str]]:
     """Per target: the fastest config within each accuracy margin of 8b/8b, and the best under a latency target."""
-    by_id = {c.id: c for c in candidates}
     nets = {c.id: c.load(run.cfg.allowed_bits) for c in candidates}
     ids = {id(n): cid for cid, n in nets.items()}
     chosen: dict[str, dict[str, str]] = {}
@@ -196,7 +195,6 @@ def choose(run: Run, candidates: list[Candidate]) -> dict[str, dict[str, str]]:
         chosen[target] = picks
         names = ", ".join(f"{k}: {v}" for k, v in picks.items())
         click.echo(f"      {run.cfg.target_slug(target)}: {names}")
-    del by_id
     return chosen
 
 
@@ -292,6 +290,7 @@ def fake_quant_logits(config: NetConfig, checkpoint: str, images) -> np.ndarray:
     return np.asarray(fb_search.predict(model, images))
 
 
-def paths_for(run: Run, ids: list[str], candidates: list[Candidate]) -> list[Candidate]:
+def candidates_by_id(ids: list[str], candidates: list[Candidate]) -> list[Candidate]:
+    """The candidates named in ``ids``, each once, in order of first mention."""
     index = {c.id: c for c in candidates}
     return [index[i] for i in dict.fromkeys(ids)]
