@@ -12,7 +12,6 @@ import fb_profile
 import fb_search
 from fb_heuristic import free_bits, homogeneous, knapsack, network_latency, select
 from fb_schema import NetConfig, QuantizedNetwork, read_json, write_json
-from fb_schema.topologies import get_topology
 from fbpipe.run import Candidate, Run, with_accuracy
 
 
@@ -281,13 +280,7 @@ def real_logits(qn: QuantizedNetwork, acc: np.ndarray) -> np.ndarray:
 
 def fake_quant_logits(config: NetConfig, checkpoint: str, images) -> np.ndarray:
     """Logits of the fine-tuned fake-quant (TQT) model: the network the integer model must reproduce."""
-    from flax import nnx
-
-    state, meta = fb_search.load_checkpoint(checkpoint)
-    topology = get_topology(meta["network"], **meta.get("topology_params", {}))
-    model = fb_search.QNet(topology, "tqt", config, rngs=nnx.Rngs(0))
-    fb_search.load_into(model, state)
-    return np.asarray(fb_search.predict(model, images))
+    return np.asarray(fb_search.predict(fb_search.load_model(config, checkpoint, "tqt"), images))
 
 
 def candidates_by_id(ids: list[str], candidates: list[Candidate]) -> list[Candidate]:

@@ -12,7 +12,7 @@ Example:
     >>> acc, artifact = finetune(cfg, ckpt, data, None, 0, "runs/digits/quantized")  # doctest: +SKIP
 """
 
-from fb_search._api import evaluate, finetune, homogeneous, layer_sensitivity, search, sweep, train_float
+from fb_search._api import evaluate, finetune, homogeneous, layer_sensitivity, load_model, search, sweep, train_float
 from fb_search._checkpoint import load_checkpoint, load_into, save_checkpoint
 from fb_search._data import Dataset, get_data, load_digits_data
 from fb_search._distributed import data_mesh, initialize, is_main_process
@@ -52,6 +52,7 @@ __all__ = [
     "load_checkpoint",
     "load_digits_data",
     "load_into",
+    "load_model",
     "load_quantized_network",
     "make_optimizer",
     "param_labels",

@@ -221,7 +221,8 @@ def sweep(
     ]
 
 
-def _fixed_model(config: NetConfig, checkpoint: str | os.PathLike, mode: str, seed: int = 0) -> QNet:
+def load_model(config: NetConfig, checkpoint: str | os.PathLike, mode: str = "tqt", seed: int = 0) -> QNet:
+    """A ``fixed`` or ``tqt`` model at ``config``'s precisions with ``checkpoint``'s weights."""
     topology = _topology_of(checkpoint, config)
     model = QNet(topology, mode, config, rngs=nnx.Rngs(seed))
     _load(checkpoint, model)
@@ -230,7 +231,7 @@ def _fixed_model(config: NetConfig, checkpoint: str | os.PathLike, mode: str, se
 
 def evaluate(config: NetConfig, checkpoint: str | os.PathLike, data: Dataset) -> float:
     """Validation accuracy of ``checkpoint``'s weights at ``config``'s precisions, BN re-estimated first."""
-    model = _fixed_model(config, checkpoint, "fixed")
+    model = load_model(config, checkpoint, "fixed")
     reestimate_bn(model, data.train_subset(BN_IMAGES)[0])
     return val_accuracy(model, data)[0]
 
@@ -255,7 +256,7 @@ def finetune(
     """
     r = get_recipe(recipe)
     steps = r.TQT_STEPS if steps is None else steps
-    model = _fixed_model(config, checkpoint, "tqt", seed)
+    model = load_model(config, checkpoint, "tqt", seed)
     topology = _topology_of(checkpoint)
     reestimate_bn(model, data.train_subset(BN_IMAGES)[0])
     name = f"tqt-{config.sha256()[:12]}-s{seed}"
