@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any
 
 import click
 
-from fb_schema import LatencyTable, NetConfig, SchemaError, read_json, write_json
+from fb_schema import LatencyTable, NetConfig, SchemaError
 from fb_schema.topologies import get_topology
 from fbpipe.config import PipelineConfig
 
@@ -71,20 +70,7 @@ class Run:
     def tables(self) -> dict[str, LatencyTable]:
         return {t: LatencyTable.load(self.table_path(t)) for t in self.cfg.targets}
 
-    def state(self) -> dict[str, Any]:
-        path = self.out / "state.json"
-        return read_json(path) if path.exists() else {}
-
-    def save_state(self, **updates: Any) -> None:
-        state = self.state()
-        state.update(updates)
-        write_json(self.out / "state.json", state)
-
 
 def with_accuracy(net: NetConfig, accuracy: float, stage: str, **extra: Any) -> NetConfig:
     metrics = {**net.metrics, "val_accuracy": float(accuracy), "accuracy_stage": stage, **extra}
     return NetConfig(net.network, net.layer_types, net.layers, net.provenance, metrics)
-
-
-def dump(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True)

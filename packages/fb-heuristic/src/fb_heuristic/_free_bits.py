@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from fb_schema import LatencyTable, LayerConfig, MissingLatencyError, NetConfig, Precision, all_pairs
+from fb_schema import LatencyTable, MissingLatencyError, NetConfig, Precision, all_pairs
 
 ON_MISSING = ("error", "keep")
 
@@ -90,10 +90,6 @@ def free_bits(
     )
     total = network_latency(result, table, on_missing)
     return _with_latency(result, table.target.name, total)
-
-
-def layer_latency(layer: LayerConfig, net: NetConfig, table: LatencyTable) -> int:
-    return table.latency(net.layer_types[layer.layer_type].key, layer.precision)
 
 
 def network_latency(net: NetConfig, table: LatencyTable, on_missing: str = "error") -> int:
