@@ -124,7 +124,7 @@ def fake_tools(tmp_path):
         )
     tc = tmp_path / "tc" / "bin"
     tc.mkdir(parents=True)
-    (tc / "riscv32-unknown-elf-gcc").write_text("")
+    _exe(tc / "riscv32-unknown-elf-gcc", 'echo "riscv32-unknown-elf-gcc (GCC) 7.1.1 20170622"\n')
     return {"fb_deploy": deploy, "dory_python": python, "dory_dir": str(dory), "pulp_sdk": str(tmp_path / "sdk"),
             "toolchain": str(tc.parent)}  # fmt: skip
 
@@ -163,7 +163,7 @@ def test_whole_flow_with_stand_in_tools(fake_tools, tmp_path):
     r = CliRunner().invoke(main, args, env={k: v for k, v in os.environ.items() if k != "PULP_RISCV_GCC_TOOLCHAIN"})
     assert r.exit_code == 0, r.output
     table = LatencyTable.load(out)
-    assert table.target.name == "gvsoc-xpulpnn1" and table.target.backend == "gvsoc" and not table.failed
+    assert table.target.name == "gvsoc-xpulpnn1-pulp-gcc" and table.target.backend == "gvsoc" and not table.failed
     conv = LayerType.conv2d(8, 8, 1, 8, kernel=3).key
     add = LayerType.add(8, 8, 8).key
     # The stand-in make printed the digits b_in, b_wt, b_out, [mixed-hw] that reached fb-deploy and DORY.

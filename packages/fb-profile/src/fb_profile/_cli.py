@@ -10,7 +10,7 @@ import click
 from fb_profile._constants import FREE, builtin_constants, save_constants
 from fb_profile._layers import builtin_network, layer_counts, layer_types_of, network_layers
 from fb_profile._plot import plot_throughput
-from fb_profile._sweep import sweep
+from fb_profile._sweep import SweepPlan, sweep
 from fb_schema import LatencyTable, SchemaError
 from fb_schema.topologies import BUILTIN
 
@@ -23,6 +23,15 @@ def _bits(text: str) -> tuple[int, ...]:
     if not bits:
         raise click.BadParameter("expected at least one bit width")
     return bits
+
+
+def _pairs(text: str | None) -> tuple[tuple[int, int], ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple((int(a), int(w)) for a, w in (p.split("/") for p in text.split(",") if p.strip()))
+    except ValueError:
+        raise click.BadParameter(f"--pairs: expected b_in/b_wt pairs such as 2/2,8/8, got {text!r}") from None
 
 
 def _source(network, width, resolution, config, onnx_path):
@@ -97,8 +106,15 @@ def layer_types_cmd(network, width, resolution, config, onnx_path, as_json):
 @click.option("--fb-deploy", help="gvsoc: the fb-deploy executable [env FB_DEPLOY, default fb-deploy on PATH].")
 @click.option("--work-dir", help="gvsoc: keep each point's model, app and log here.")
 @click.option("--timeout", type=float, help="gvsoc: seconds per tool run [default 3600].")
+@click.option("--kit", help="gvsoc: GVSOC kit prefix (its dory, pulp-sdk, toolchain) [env GVSOC_KIT_PREFIX].")
+@click.option("--runner", help="gvsoc: script RUNNER MODEL_DIR OUT_DIR FLOW writing layers.json (the kit's "
+              "run_dory_app.sh) [env FB_GVSOC_RUNNER].")  # fmt: skip
+@click.option("--pairs", help="Measure only these pairs of configurable layers now, e.g. 2/2,4/4,8/8.")
+@click.option("--types", "only_types", help="Measure only these layer-type keys now (comma-separated).")
+@click.option("--cached-only", is_flag=True, help="Measure nothing: build the table from the point cache.")
+@click.option("--retry-failed", is_flag=True, help="Re-measure points whose failure is cached.")
 def sweep_cmd(network, width, resolution, config, onnx_path, target, output, bits, b_out, jobs, cache_dir, no_cache,
-              constants, no_progress, **tools):  # fmt: skip
+              constants, no_progress, pairs, only_types, cached_only, retry_failed, **tools):  # fmt: skip
     """Profile every layer type at every allowed (b_in, b_wt) pair and write the latency table."""
     table_import = target.startswith("table:") and not any((network, config, onnx_path))
     source = None if table_import else _source(network, width, resolution, config, onnx_path)
@@ -107,14 +123,23 @@ def sweep_cmd(network, width, resolution, config, onnx_path, target, output, bit
         raise click.UsageError(f"--{next(iter(options)).replace('_', '-')} only applies to gvsoc targets")
     if ":" not in target or target.startswith(":"):
         raise click.UsageError(f"--target: expected <backend>:<arg> such as pulp-model:xpulpv2, got {target!r}")
+    plan = SweepPlan(_pairs(pairs), tuple(t for t in only_types.split(",") if t) if only_types else None,
+                     cached_only, retry_failed)  # fmt: skip
     try:
         table = sweep(source, target, _bits(bits), jobs, False if no_cache else cache_dir, not no_progress, b_out,
-                      constants, **options)  # fmt: skip
+                      constants, plan, **options)  # fmt: skip
     except (ValueError, SchemaError, OSError) as exc:
         raise _fail(exc) from None
     table.save(output)
     msg = f"{output}: {len(table.entries)} entries, {len(table.layer_types)} layer types on {table.target.name}"
     click.echo(msg + (f", {len(table.failed)} FAILED (see 'failed')" if table.failed else ""))
+    counts, run = table.provenance["points"], table.provenance["this_run"]
+    if counts["not_measured"]:
+        click.echo(f"  {counts['not_measured']} of {counts['total']} points not measured yet")
+    if run["now"]:
+        rate = 3600 * run["now"] / run["wall_s"] if run["wall_s"] else float("inf")
+        click.echo(f"  measured {run['now']} points in {run['wall_s']:.0f} s with {run['jobs']} job(s): "
+                   f"{rate:.0f} points/hour")  # fmt: skip
     for f in table.failed[:10]:
         click.echo(f"  failed {f['layer_type']} ({f['b_in']}, {f['b_wt']}): {f['error']}", err=True)
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fb_profile._toolchain import Toolchain, identify
 from fb_schema import LayerType, Target
 
 GVSOC_ISAS = {"xpulpv2": ("mixed-sw", "pulp-open"), "xpulpnn1": ("mixed-hw", "pulp-open-nn")}
@@ -113,9 +114,12 @@ class GvsocBackend:
     fb_deploy: str | None = None
     work_dir: str | None = None
     timeout: float = 3600.0
+    runner: str | None = None
+    kit: str | None = None
     name: str = "gvsoc"
     version: str = "1"
     chunk: int = 1  # minutes per point: cache and report each one
+    _toolchain: Toolchain | None = None
 
     @classmethod
     def from_spec(cls, isa: str, **options: Any) -> GvsocBackend:
@@ -132,23 +136,55 @@ class GvsocBackend:
             "pulp_sdk": env.get("FB_PULP_SDK"),
             "toolchain": env.get("PULP_RISCV_GCC_TOOLCHAIN"),
             "fb_deploy": env.get("FB_DEPLOY") or "fb-deploy",
+            "runner": env.get("FB_GVSOC_RUNNER"),
+            "kit": env.get("GVSOC_KIT_PREFIX"),
         }
         given = {k: v for k, v in options.items() if v is not None}
         unknown = set(given) - set(defaults) - {"work_dir", "timeout"}
         if unknown:
             raise ValueError(f"gvsoc backend: unknown option(s) {', '.join(sorted(unknown))}")
-        return cls(isa, **{**defaults, **given})
+        merged = {**defaults, **given}
+        kit = merged.get("kit")
+        if kit:  # the kit's layout: PREFIX/{dory,pulp-sdk,toolchain,dory-venv}
+            for key, sub in (("dory_dir", "dory"), ("pulp_sdk", "pulp-sdk"), ("toolchain", "toolchain"),
+                             ("dory_python", "dory-venv/bin/python")):  # fmt: skip
+                if key not in given:
+                    merged[key] = str(Path(kit) / sub)
+        return cls(isa, **merged)
 
     @property
     def spec(self) -> str:
         return f"{self.name}:{self.isa}"
 
+    def toolchain_id(self) -> Toolchain:
+        """The compiler that builds the applications (identified once; ValueError if it is missing)."""
+        if self._toolchain is None:
+            self._toolchain = identify(self.toolchain)
+        return self._toolchain
+
     def cache_params(self) -> dict[str, Any]:
-        return {"isa": self.isa, "dory_dir": self.dory_dir, "pulp_sdk": self.pulp_sdk, "toolchain": self.toolchain}
+        # Commits and compiler, not paths: two checkouts at the same commits share points, two compilers never do.
+        prov = self.provenance()
+        return {"isa": self.isa, "toolchain": prov["toolchain"]["version"], "profile": prov["toolchain"]["profile"],
+                "commits": prov["commits"]}  # fmt: skip
+
+    def provenance(self) -> dict[str, Any]:
+        """Commits of DORY, the PULP SDK and GVSOC, and the toolchain: what a measured table records."""
+        roots = {"dory": self.dory_dir, "pulp-sdk": self.pulp_sdk}
+        if self.kit:
+            roots["gvsoc"] = str(Path(self.kit) / "gvsoc")
+        commits = {name: git_head(path) for name, path in roots.items() if path}
+        if self.dory_dir:
+            for sub in ("pulp-nn", "pulp-nn-mixed"):
+                found = next((p for p in Path(self.dory_dir).rglob(sub) if (p / ".git").exists()), None)
+                if found is not None:
+                    commits[sub] = git_head(str(found))
+        return {"toolchain": self.toolchain_id().to_json(), "commits": commits,
+                "flow": GVSOC_ISAS[self.isa][0], "gvsoc_target": GVSOC_ISAS[self.isa][1]}  # fmt: skip
 
     def target(self, b_out: int, allowed_bits: tuple[int, ...]) -> Target:
         return Target(
-            f"gvsoc-{self.isa}",
+            f"gvsoc-{self.isa}-{self.toolchain_id().profile}",
             self.isa,
             8,
             65536,
@@ -173,6 +209,14 @@ class GvsocBackend:
                 f"gvsoc backend: fb-deploy not found ({self.fb_deploy!r}): install it from this "
                 "repository (pip install -e packages/fb-deploy) or point --fb-deploy to it"
             )
+        if self.runner:
+            if not os.access(self.runner, os.X_OK):
+                raise ValueError(
+                    f"gvsoc backend: runner {self.runner!r} is not an executable script "
+                    "(expected RUNNER MODEL_DIR OUT_DIR FLOW, e.g. the GVSOC kit's run_dory_app.sh)"
+                )
+            self.toolchain_id()
+            return
         if not self.dory_dir or not (Path(self.dory_dir) / "network_generate.py").is_file():
             raise ValueError(
                 f"gvsoc backend: DORY not found ({self.dory_dir!r} has no network_generate.py): clone "
@@ -223,6 +267,18 @@ class GvsocBackend:
             raise RuntimeError(f"{step} failed (exit {proc.returncode}): {tail[0]}")
         return proc.stdout + proc.stderr
 
+    def _run_with_runner(self, model: Path, out: Path, info: dict[str, Any]) -> int:
+        """``RUNNER MODEL OUT FLOW`` (the kit's run_dory_app.sh): cycles of the profiled layer from OUT/layers.json,
+        only if every layer's checksum passed."""
+        env = {**os.environ, **({"PREFIX": self.kit} if self.kit else {})}
+        cmd = [self.runner or "", str(model), str(out), GVSOC_ISAS[self.isa][0]]
+        try:
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"GVSOC run timed out after {self.timeout:.0f} s") from None
+        (out / "runner.log").write_text(proc.stdout + proc.stderr)
+        return cycles_from_layers_json(out / "layers.json", info.get("dory_layer"), proc.returncode, proc.stderr)
+
     def latency(self, lt: LayerType, b_in: int, b_wt: int | None, b_out: int = 8) -> int:
         point = f"{lt.key}_a{b_in}_w{b_wt or 0}_o{b_out}"
         with tempfile.TemporaryDirectory(prefix="fb-gvsoc-") as tmp:
@@ -232,9 +288,44 @@ class GvsocBackend:
             root.mkdir(parents=True)
             deploy = shutil.which(self.fb_deploy or "fb-deploy") or "fb-deploy"
             self._run("fb-deploy layer", deploy_command(deploy, lt.key, b_in, b_wt, b_out, str(model)))
+            if self.runner:
+                return self._run_with_runner(model, root / "run", json.loads((model / "layer.json").read_text()))
             python, dory = self.dory_python or "python3", self.dory_dir or "."
             self._run("DORY network_generate", dory_command(python, dory, str(model), str(app), self.isa), cwd=dory)
             log = self._run("GVSOC run", run_command(self.pulp_sdk or ".", str(app), self.isa))
             (root / "gvsoc.log").write_text(log)
             info = json.loads((model / "layer.json").read_text()) if (model / "layer.json").is_file() else {}
             return layer_cycles_from_log(log, info.get("dory_layer"), info.get("dory_layer_index"))
+
+
+def cycles_from_layers_json(path: Path, name: str | None, rc: int = 0, stderr: str = "") -> int:
+    """Cycles of layer ``name`` (default: the last) from a kit ``layers.json``, if every checksum passed.
+
+    Raises:
+        RuntimeError: the run failed (the runner's last error line), a checksum failed, or the layer is missing.
+    """
+    if not path.is_file():
+        tail = [x for x in stderr.strip().splitlines() if x.strip()][-1:] or [f"exit {rc}, no {path.name}"]
+        raise RuntimeError(f"GVSOC run failed: {tail[0]}")
+    data = json.loads(path.read_text())
+    layers = data.get("layers", [])
+    bad = [x["name"] for x in layers if x.get("checksum") == "failed"]
+    if bad:
+        checks = next(x["checks"] for x in layers if x["name"] == bad[0])
+        which = ", ".join(k for k, v in checks.items() if v == "failed")
+        raise RuntimeError(f"checksum failed on GVSOC: {', '.join(bad)} ({which})")
+    if not data.get("ok") or data.get("final") is None:
+        raise RuntimeError(f"GVSOC run did not finish (exit {rc}, no final performance line)")
+    found = [x for x in layers if name is None or x["name"] == name] or []
+    if not found or found[-1].get("cycles") is None:
+        raise RuntimeError(f"no cycle count for DORY layer {name!r}; found {', '.join(x['name'] for x in layers)}")
+    return int(found[-1]["cycles"])
+
+
+def git_head(path: str) -> str | None:
+    """The commit checked out at ``path`` (None if it is not a git checkout)."""
+    try:
+        proc = subprocess.run(["git", "-C", path, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30)
+    except OSError:
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
