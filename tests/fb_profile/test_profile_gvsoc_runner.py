@@ -60,7 +60,7 @@ def test_kit_runner_points_toolchain_name_and_cached_failures(kit, tmp_path):
     assert table.entries[(conv, 8, 8)] == 8080 and table.entries[(conv, 2, 8)] == 2080
     assert (conv, 8, 2) not in table.entries
     errors = {(f["layer_type"], f["b_in"], f["b_wt"]): f["error"] for f in table.failed}
-    assert errors[(conv, 8, 2)] == "RuntimeError: checksum failed on GVSOC: L1 (output)"
+    assert errors[(conv, 8, 2)] == "SimulationError: checksum failed on GVSOC: L1 (output)"
     prov = table.provenance
     assert prov["toolchain"]["profile"] == "kit-gcc12" and prov["flow"] == "mixed-sw"
     assert prov["points"]["measured"] == len(table.entries) and prov["points"]["failed"] == len(table.failed)
@@ -70,7 +70,7 @@ def test_kit_runner_points_toolchain_name_and_cached_failures(kit, tmp_path):
     assert again.entries == table.entries and again.failed == table.failed
     assert (tmp_path / "calls.txt").read_text().count("x") == calls
     sweep(tinynet(), "gvsoc:xpulpv2", (2, 8), cache_dir=cache, progress=False, plan=SweepPlan(retry_failed=True), **kit)
-    assert (tmp_path / "calls.txt").read_text().count("x") == calls + 2 * len(table.failed)
+    assert (tmp_path / "calls.txt").read_text().count("x") == calls + len(table.failed)  # deterministic: no retry
 
 
 def test_plan_subsets_and_cached_only(kit, tmp_path):

@@ -270,12 +270,13 @@ class GvsocBackend:
     def _run_with_runner(self, model: Path, out: Path, info: dict[str, Any]) -> int:
         """``RUNNER MODEL OUT FLOW`` (the kit's run_dory_app.sh): cycles of the profiled layer from OUT/layers.json,
         only if every layer's checksum passed."""
-        env = {**os.environ, **({"PREFIX": self.kit} if self.kit else {})}
+        # The simulation's own limit (the kit's RUN_TIMEOUT), below ours so that a hang is reported as one.
+        env = {**os.environ, **({"PREFIX": self.kit} if self.kit else {}), "RUN_TIMEOUT": str(int(self.timeout))}
         cmd = [self.runner or "", str(model), str(out), GVSOC_ISAS[self.isa][0]]
         try:
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=self.timeout)
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=self.timeout + 600)
         except subprocess.TimeoutExpired:
-            raise RuntimeError(f"GVSOC run timed out after {self.timeout:.0f} s") from None
+            raise RuntimeError(f"GVSOC run timed out after {self.timeout + 600:.0f} s") from None
         (out / "runner.log").write_text(proc.stdout + proc.stderr)
         return cycles_from_layers_json(out / "layers.json", info.get("dory_layer"), proc.returncode, proc.stderr)
 
@@ -298,6 +299,12 @@ class GvsocBackend:
             return layer_cycles_from_log(log, info.get("dory_layer"), info.get("dory_layer_index"))
 
 
+class SimulationError(RuntimeError):
+    """A wrong result or a hang on the simulator: deterministic, so the sweep does not retry it."""
+
+    retry = False
+
+
 def cycles_from_layers_json(path: Path, name: str | None, rc: int = 0, stderr: str = "") -> int:
     """Cycles of layer ``name`` (default: the last) from a kit ``layers.json``, if every checksum passed.
 
@@ -313,9 +320,9 @@ def cycles_from_layers_json(path: Path, name: str | None, rc: int = 0, stderr: s
     if bad:
         checks = next(x["checks"] for x in layers if x["name"] == bad[0])
         which = ", ".join(k for k, v in checks.items() if v == "failed")
-        raise RuntimeError(f"checksum failed on GVSOC: {', '.join(bad)} ({which})")
+        raise SimulationError(f"checksum failed on GVSOC: {', '.join(bad)} ({which})")
     if not data.get("ok") or data.get("final") is None:
-        raise RuntimeError(f"GVSOC run did not finish (exit {rc}, no final performance line)")
+        raise SimulationError(f"GVSOC run did not finish (exit {rc}, no final performance line: a hang or timeout)")
     found = [x for x in layers if name is None or x["name"] == name] or []
     if not found or found[-1].get("cycles") is None:
         raise RuntimeError(f"no cycle count for DORY layer {name!r}; found {', '.join(x['name'] for x in layers)}")

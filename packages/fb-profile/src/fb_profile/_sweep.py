@@ -160,6 +160,8 @@ def _measure(backend, lt: LayerType, b_in: int, b_wt: int | None, b_out: int) ->
             return int(backend.latency(lt, b_in, b_wt, b_out)), None, time.perf_counter() - start
         except Exception as exc:  # any backend failure becomes a `failed` entry
             error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            if not getattr(exc, "retry", True):  # deterministic (a checksum, a simulator hang): no second try
+                break
     return None, error, time.perf_counter() - start
 
 
