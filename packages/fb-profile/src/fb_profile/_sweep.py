@@ -3,8 +3,9 @@
 Free Bits (arXiv 2307.02894, Sec. III-B) needs the latency of every layer type at every (b_in, b_wt) pair. Points
 are cached on disk under a key of the backend name and version, the target parameters, the layer type and the
 pair, so a repeated or interrupted sweep computes only what is missing. A failing point is retried once and then
-listed in the table's ``failed`` section with its error; it is never dropped silently. Failures are cached too (a
-resumed multi-hour sweep does not re-run a deterministic failure) unless ``retry_failed`` is set. The table's
+listed in the table's ``failed`` section with its error; it is never dropped silently. Deterministic failures (a
+wrong checksum or a hang on the simulator) are not retried and are cached, so a resumed multi-hour sweep does not
+re-run them unless ``retry_failed`` is set; any other failure is tried again by the next sweep. The table's
 ``provenance`` records the backend's tools, the date, the command and how many points were measured in how long.
 """
 
@@ -17,7 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,20 +153,23 @@ def sweep_points(layer_types: dict[str, LayerType], allowed_bits: Iterable[int])
     return points
 
 
-def _measure(backend, lt: LayerType, b_in: int, b_wt: int | None, b_out: int) -> tuple[int | None, str | None, float]:
-    """(latency, None, seconds) of one point, retried once; (None, error, seconds) when both attempts fail."""
+def _measure(backend, lt: LayerType, b_in: int, b_wt: int | None, b_out: int) -> tuple[int | None, str | None, float,
+                                                                                       bool]:  # fmt: skip
+    """(latency, None, seconds, False) of one point, retried once; (None, error, seconds, deterministic) when it
+    fails. A deterministic failure (a wrong checksum, a simulator hang: ``exc.retry`` False) is not retried and is
+    cached; any other is retried once now and again by the next sweep."""
     error, start = None, time.perf_counter()
     for _ in range(2):
         try:
-            return int(backend.latency(lt, b_in, b_wt, b_out)), None, time.perf_counter() - start
+            return int(backend.latency(lt, b_in, b_wt, b_out)), None, time.perf_counter() - start, False
         except Exception as exc:  # any backend failure becomes a `failed` entry
             error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            if not getattr(exc, "retry", True):  # deterministic (a checksum, a simulator hang): no second try
-                break
-    return None, error, time.perf_counter() - start
+            if not getattr(exc, "retry", True):
+                return None, error, time.perf_counter() - start, True
+    return None, error, time.perf_counter() - start, False
 
 
-def _measure_chunk(args) -> list[tuple[Point, int | None, str | None, float]]:
+def _measure_chunk(args) -> list[tuple[Point, int | None, str | None, float, bool]]:
     backend, items, b_out = args
     return [((lt.key, a, w), *_measure(backend, lt, a, w, b_out)) for lt, a, w in items]
 
@@ -234,11 +238,12 @@ def sweep(
     try:
         for results in _run(backend, todo, b_out, jobs):
             fresh, bad = [], []
-            for point, latency, error, seconds in results:
+            for point, latency, error, seconds, deterministic in results:
                 spent += seconds
                 if latency is None:
                     failed[point] = error or "unknown error"
-                    bad.append((point, failed[point], seconds))
+                    if deterministic:
+                        bad.append((point, failed[point], seconds))
                 else:
                     failed.pop(point, None)
                     entries[point] = latency
@@ -293,5 +298,7 @@ def _run(backend, todo: list, b_out: int, jobs: int):
     size = hint or max(1, min(64, len(todo) // (4 * jobs)))
     chunks = [(backend, todo[i : i + size], b_out) for i in range(0, len(todo), size)]
     # "spawn": the caller may have JAX (multithreaded) loaded, and forking a multithreaded process can deadlock.
+    # Results are yielded as they complete, so one slow point does not hold back the caching of the others.
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        yield from pool.map(_measure_chunk, chunks)
+        for future in as_completed([pool.submit(_measure_chunk, chunk) for chunk in chunks]):
+            yield future.result()
