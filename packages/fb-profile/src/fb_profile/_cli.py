@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from fb_profile._constants import FREE, builtin_constants, save_constants
+from fb_profile._constants import FREE, TOOLCHAINS, builtin_constants, save_constants
 from fb_profile._layers import builtin_network, layer_counts, layer_types_of, network_layers
 from fb_profile._plot import plot_throughput
 from fb_profile._sweep import SweepPlan, sweep
@@ -164,20 +164,33 @@ def plot_cmd(tables, output, title):
 @main.command("compare")
 @click.argument("tables", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Scatter of the others against the first.")
-def compare_cmd(tables, plot_path):
+@click.option("--fig1", "fig1_path", type=click.Path(dir_okay=False), help="Fig. 1 of all tables side by side.")
+@click.option("--errors", is_flag=True, help="First table = measurement: error of each other table per layer type.")
+@click.option("--json", "as_json", is_flag=True, help="With --errors: print the errors as JSON.")
+def compare_cmd(tables, plot_path, fig1_path, errors, as_json):
     """Best pair per layer type on each table, where they differ, rank correlation (first table = reference)."""
+    from fb_profile._accuracy import accuracy
     from fb_profile._compare import compare_tables, plot_against
 
     loaded = _load_tables(tables)
     names = [Path(t).stem for t in tables] if len({x.target.name for x in loaded}) < len(loaded) else None
     try:
         result = compare_tables(loaded, names)
+        found = [accuracy(loaded[0], other) for other in loaded[1:]] if errors else []
     except ValueError as exc:
         raise _fail(exc) from None
-    click.echo(result.report())
+    if as_json:
+        click.echo(json.dumps([a.to_json() for a in found], indent=1))
+    else:
+        click.echo(result.report())
+        for a in found:
+            click.echo(a.report())
     if plot_path:
         plot_against(loaded[0], loaded[1:], plot_path)
-        click.echo(f"wrote {plot_path}")
+        click.echo(f"wrote {plot_path}", err=as_json)
+    if fig1_path:
+        plot_throughput(loaded, fig1_path, "Fig. 1: " + " | ".join(t.target.name for t in loaded))
+        click.echo(f"wrote {fig1_path}", err=as_json)
 
 
 @main.command("calibrate")
@@ -186,13 +199,15 @@ def compare_cmd(tables, plot_path):
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Constants file to write [default: "
               "<measured>.constants.json].")  # fmt: skip
 @click.option("--free", default=",".join(FREE), show_default=True, help="Constants to fit.")
-def calibrate_cmd(isa, measured, output, free):
+@click.option("--toolchain", "toolchain", default="pulp-gcc", show_default=True,
+              type=click.Choice(TOOLCHAINS), help="Compiler profile of the model to start from.")  # fmt: skip
+def calibrate_cmd(isa, measured, output, free, toolchain):
     """Fit the model's free constants to a measured table; load the result with `sweep --constants`."""
     from fb_profile._calibrate import calibrate
 
     (table,) = _load_tables([measured])
     try:
-        initial = builtin_constants(isa)
+        initial = builtin_constants(isa, toolchain)
         result = calibrate(initial, table, [f.strip() for f in free.split(",") if f.strip()])
     except ValueError as exc:
         raise _fail(exc) from None
@@ -200,7 +215,8 @@ def calibrate_cmd(isa, measured, output, free):
     output = output or str(Path(measured).with_suffix("")) + ".constants.json"
     save_constants(result.constants, output, {"fit": {"measured": str(measured), "points": result.points,
                                                      "before": result.before, "after": result.after}})  # fmt: skip
-    click.echo(f"wrote {output} (use: fb-profile sweep ... --target pulp-model:{isa} --constants {output})")
+    spec = isa if toolchain == "pulp-gcc" else f"{isa}@{toolchain}"
+    click.echo(f"wrote {output} (use: fb-profile sweep ... --target pulp-model:{spec} --constants {output})")
 
 
 if __name__ == "__main__":  # pragma: no cover
