@@ -24,7 +24,8 @@ def _write(tmp_path, body: str) -> Path:
     [
         ('{"name": "x", "epochs": 3}', "epochs: unknown field"),
         ('{"network": "digitsnet"}', "name: a required field is missing"),
-        ('{"name": "x", "targets": ("gvsoc:xpulpv2",)}', "targets: expected 'pulp-model:<isa>'"),
+        ('{"name": "x", "targets": ("gvsoc:xpulpv2",)}', "targets: expected 'pulp-model:<isa>' or 'table:<file>'"),
+        ('{"name": "x", "targets": ("table:nowhere.json",)}', "targets: 'table:nowhere.json': no such measured table"),
         ('{"name": "x", "variants": ("fancy",)}', "variants: expected 'orig' or 'locked'"),
         ('{"name": "x", "seed": "zero"}', "seed: expected a number"),
     ],

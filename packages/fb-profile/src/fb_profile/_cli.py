@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from fb_profile._constants import FREE, TOOLCHAINS, builtin_constants, save_constants
+from fb_profile._constants import DEFAULT_FIT, FREE, TOOLCHAINS, builtin_constants, save_constants
 from fb_profile._layers import builtin_network, layer_counts, layer_types_of, network_layers
 from fb_profile._plot import plot_throughput
 from fb_profile._sweep import SweepPlan, sweep
@@ -198,7 +198,8 @@ def compare_cmd(tables, plot_path, fig1_path, errors, as_json):
 @click.option("--measured", required=True, type=click.Path(dir_okay=False), help="Measured latency table (JSON).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Constants file to write [default: "
               "<measured>.constants.json].")  # fmt: skip
-@click.option("--free", default=",".join(FREE), show_default=True, help="Constants to fit.")
+@click.option("--free", default=",".join(DEFAULT_FIT), show_default=True,
+              help=f"Constants to fit, of {', '.join(FREE)}.")  # fmt: skip
 @click.option("--toolchain", "toolchain", default="pulp-gcc", show_default=True,
               type=click.Choice(TOOLCHAINS), help="Compiler profile of the model to start from.")  # fmt: skip
 def calibrate_cmd(isa, measured, output, free, toolchain):

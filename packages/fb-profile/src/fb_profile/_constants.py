@@ -20,7 +20,10 @@ from typing import Any
 from fb_schema import read_json, write_atomic
 
 ISAS = ("xpulpv2", "xpulpnn1", "xpulpnn2")
-FREE = ("eta", "b_blk", "t_tile_ovh", "t_fixed", "dw_out", "dma_1b", "bw_l3")
+# Constants a calibration may fit (and that a constants file may set); DEFAULT_FIT is what `calibrate` fits unless
+# told otherwise. The add and pool kernel costs joined when measured tables held add / pool layers.
+FREE = ("eta", "b_blk", "t_tile_ovh", "t_fixed", "dw_out", "dma_1b", "bw_l3", "add_elem", "pool_elem")
+DEFAULT_FIT = ("eta", "b_blk", "t_tile_ovh", "t_fixed", "dw_out", "dma_1b", "bw_l3")
 CONSTANTS_SCHEMA = "freebits/pulp-model-constants/v1"
 
 Pair = tuple[int, int]
