@@ -99,16 +99,13 @@ def layer_types_cmd(network, width, resolution, config, onnx_path, as_json):
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the point cache.")
 @click.option("--constants", type=click.Path(dir_okay=False), help="Calibrated pulp-model constants (JSON).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-@click.option("--dory-python", help="gvsoc: interpreter for DORY (numpy<1.24) [env FB_DORY_PYTHON].")
-@click.option("--dory-dir", help="gvsoc: DORY checkout with network_generate.py [env FB_DORY_DIR].")
-@click.option("--pulp-sdk", help="gvsoc: pulp-sdk checkout (configs/pulp-open*.sh) [env FB_PULP_SDK].")
-@click.option("--toolchain", help="gvsoc: PULP RISC-V GCC toolchain [env PULP_RISCV_GCC_TOOLCHAIN].")
+@click.option("--dory-dir", help="gvsoc: DORY checkout (pulp-platform/dory) [env DORY_HOME].")
+@click.option("--dory-python", help="gvsoc: Python for DORY (numpy<1.24, onnx, mako, ortools) [env DORY_PYTHON].")
+@click.option("--pulp-sdk", help="gvsoc: pulp-sdk checkout (configs/pulp-open*.sh) [env PULP_SDK_HOME].")
 @click.option("--fb-deploy", help="gvsoc: the fb-deploy executable [env FB_DEPLOY, default fb-deploy on PATH].")
 @click.option("--work-dir", help="gvsoc: keep each point's model, app and log here.")
-@click.option("--timeout", type=float, help="gvsoc: seconds per tool run [default 3600].")
-@click.option("--kit", help="gvsoc: GVSOC kit prefix (its dory, pulp-sdk, toolchain) [env GVSOC_KIT_PREFIX].")
-@click.option("--runner", help="gvsoc: script RUNNER MODEL_DIR OUT_DIR FLOW writing layers.json (the kit's "
-              "run_dory_app.sh) [env FB_GVSOC_RUNNER].")  # fmt: skip
+@click.option("--timeout", type=float, help="gvsoc: seconds per tool run; a simulation past it is a hang "
+              "[default 3600].")  # fmt: skip
 @click.option("--pairs", help="Measure only these pairs of configurable layers now, e.g. 2/2,4/4,8/8.")
 @click.option("--types", "only_types", help="Measure only these layer-type keys now (comma-separated).")
 @click.option("--cached-only", is_flag=True, help="Measure nothing: build the table from the point cache.")

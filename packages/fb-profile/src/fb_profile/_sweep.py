@@ -199,7 +199,7 @@ def sweep(
         b_out: output bits of every layer (the table's ``b_out``).
         constants: a calibrated constants file for the pulp-model backend.
         plan: which points to measure now (subset of pairs / types, cached only, retry failures); None = all.
-        **backend_options: tool paths of the gvsoc backend (dory_python, dory_dir, pulp_sdk, toolchain, ...).
+        **backend_options: tool paths of the gvsoc backend (dory_dir, dory_python, pulp_sdk, fb_deploy, ...).
 
     Returns:
         The LatencyTable; points that failed twice are listed under ``failed``, and its ``provenance`` says how
