@@ -228,6 +228,10 @@ TOOLCHAINS = ("pulp-gcc", "kit-gcc12")
 # increment and every loop its counter and branch: the same 1.5x as the XpulpV2 loop, which is made of the same
 # lw/addi/bne pattern.
 _KIT_INNER = {"xpulpv2": 21 / 14, "xpulpnn1": 11 / 9, "xpulpnn2": 11 / 9}
+# XpulpV2 with sub-byte weights: the matmul loop unpacks them in software; the kit's u2 loop is 73 instructions per
+# 32 MACs (8 pv.sdotusp.b, 20 bit extracts/inserts, 16 sll + 16 sra sign extensions, 5 lw), against 151 per 128
+# for PULP GCC (p.extract sign-extends, no shift pair): 2.28 / 1.18 = 1.93x.
+_KIT_INNER_SUBBYTE_V2 = 73 * 128 / (32 * 151)
 _KIT_OUTER = 1.5
 # One DORY layer's fixed cost on the kit: GVSOC runs of fb-deploy's one-layer networks measure 4537 cycles for the
 # 1x1x64 identity depthwise layer and 3150 for a 64 -> 10 linear layer (640 MACs) on pulp-open, 8 cores, i.e. ~3000
@@ -256,7 +260,10 @@ def with_toolchain(c: Constants, toolchain: str) -> Constants:
     return dataclasses.replace(
         c,
         toolchain=toolchain,
-        inner={k: (cyc * fi, macs) for k, (cyc, macs) in c.inner.items()},
+        inner={
+            (a, w): (cyc * (_KIT_INNER_SUBBYTE_V2 if c.isa == "xpulpv2" and w < 8 else fi), macs)
+            for (a, w), (cyc, macs) in c.inner.items()
+        },  # fmt: skip
         im2col={k: v * fo for k, v in c.im2col.items()},
         linear={k: v * fi for k, v in c.linear.items()},
         dw_unpack={k: v * fo for k, v in c.dw_unpack.items()},

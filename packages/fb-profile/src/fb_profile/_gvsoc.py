@@ -218,7 +218,7 @@ class GvsocBackend:
                 raise
             except RuntimeError as exc:
                 if (run / "cycles.json").is_file():  # the run finished: a wrong or missing checksum
-                    raise SimulationError(str(exc)) from None
+                    raise SimulationError(str(exc).replace(f"{model} on ", "")) from None
                 raise
             info = json.loads((model / "layer.json").read_text()) if (model / "layer.json").is_file() else {}
             return layer_cycles(json.loads((run / "cycles.json").read_text()), info.get("dory_layer"))
