@@ -87,6 +87,26 @@ def numbers(res: dict) -> str:
             agree, n = a.best_pair_agreement
             lines.append(f"| {isa} | {name} | {a.points} | {100 * a.median_abs:.1f} % | {100 * a.p90_abs:.1f} % | "
                          f"{a.spearman:.3f} | {agree}/{n} |")  # fmt: skip
+    lines += ["", "Per layer type on MobileNetV1 (held out), calibrated model: median / max |error|, Spearman over the "
+              "type's pairs, best pair measured / predicted:", ""]  # fmt: skip
+    for isa, r in res.items():
+        a = r["scored"][f"{PROFILE} calibrated on digitsnet"]
+        lines += [f"{isa}:", "", "| layer type | points | median abs. error | max | Spearman | best pair |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for t in a.per_type:
+            rho = "-" if t.spearman != t.spearman else f"{t.spearman:.2f}"
+            best = f"{_pair(t.best_measured)} / {_pair(t.best_predicted)}" if t.best_measured else "-"
+            lines.append(f"| `{t.key}` | {t.points} | {100 * t.median_abs:.1f} % | {100 * t.max_abs:.0f} % | {rho} | "
+                         f"{best} |")  # fmt: skip
+        lines.append("")
+    lines += ["Measured points per table (from each table's provenance):", "",
+              "| table | measured | failed | not measured | seconds of measuring (measured + failed) |",
+              "|---|---|---|---|---|"]  # fmt: skip
+    for isa in res:
+        for network in ("digitsnet", "mnv1"):
+            c = measured(network, isa).provenance["points"]
+            lines.append(f"| {network} {isa} | {c['measured']} | {c['failed']} | {c['not_measured']} | "
+                         f"{c['measure_s']:.0f} + {c['failed_s']:.0f} |")  # fmt: skip
     lines += ["", "Calibration on digitsnet (fit set; error on digitsnet itself before -> after):", ""]
     for isa, r in res.items():
         cal = r["calibration"]
@@ -95,6 +115,10 @@ def numbers(res: dict) -> str:
                      f"{100 * cal.after['median']:.1f} %; {consts}")  # fmt: skip
     lines += ["", END]
     return "\n".join(lines)
+
+
+def _pair(p) -> str:
+    return f"{p.b_in}/{p.b_wt}"
 
 
 def plots(res: dict) -> None:
