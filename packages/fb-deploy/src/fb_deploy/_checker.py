@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from fb_deploy._dory_add import add_reading
 from fb_deploy._dory_graph import (
     ADD_ATTRS,
     LAYER_OPS,
@@ -239,6 +240,11 @@ def _out_channels(node: onnx.NodeProto, consts) -> int | None:
 def _precision_rules(graph, err, warn) -> None:
     for layer in graph.layers:
         label = f"{layer.name} ({_label(layer.node)})"
+        if layer.kind == "add":
+            reading = add_reading(graph, layer)
+            problems = [("residual-add-order", reading)] if isinstance(reading, str) else reading.problems(layer)
+            for rule, message in problems:
+                err(rule, label, message)
         if layer.kind == "pool" and layer.mul is not None:
             c, h, w = layer.in_shape
             a = layer.attrs

@@ -24,7 +24,11 @@ def _quant(x: np.ndarray, scale, bits: int, signed: bool) -> np.ndarray:
 
 
 def tensor_bits(topology: Topology, config: NetConfig) -> dict[str, int]:
-    """Each layer's output width: its consumer's b_in (a conv consumer's when there are several); 32 at the end."""
+    """Each layer's output width: its consumer's b_in (a conv consumer's when there are several); 32 at the end.
+
+    A tensor read only by a residual add takes the width of the add's other input when a conv sets that one:
+    DORY's add needs both inputs at one precision (fb-search's fake-quant model does the same).
+    """
     bits = {}
     for layer in topology.layers:
         consumers = topology.consumers(layer.name)
@@ -33,6 +37,12 @@ def tensor_bits(topology: Topology, config: NetConfig) -> dict[str, int]:
             continue
         conv = [c for c in consumers if c.layer_type.configurable]
         bits[layer.name] = config.layer((conv or consumers)[0].name).b_in
+        adds = [c for c in consumers if c.op == "add"]
+        if not conv and adds:
+            others = [t for t in adds[0].inputs if t != layer.name]
+            partner = [c for t in others for c in topology.consumers(t) if c.layer_type.configurable]
+            if partner:
+                bits[layer.name] = config.layer(partner[0].name).b_in
     return bits
 
 
