@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
-from fb_schema import LatencyTable, NetConfig, Precision
+from fb_schema import LatencyTable, NetConfig
 from fb_schema.topologies import Topology, get_topology
 from fb_search._checkpoint import load_checkpoint, load_into, save_checkpoint
 from fb_search._data import Dataset
@@ -278,7 +278,3 @@ def finetune(
 def homogeneous(topology: Topology | str, b_in: int, b_wt: int, data: Dataset | None = None) -> NetConfig:
     """A homogeneous NetConfig (fixed inputs and the first layer at 8 bits)."""
     return NetConfig.homogeneous(_topology(topology, data), b_in, b_wt)
-
-
-def precisions_of(config: NetConfig) -> dict[str, Precision]:
-    return config.precisions()
