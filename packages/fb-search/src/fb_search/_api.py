@@ -165,7 +165,7 @@ def search(
         provenance |= {"objective": objective, "variant": variant, "target": table.target.name}
     provenance |= {"checkpoint": ckpt, "float_checkpoint": str(float_ckpt), "steps": steps, "recipe": recipe}
     config = to_netconfig(topology, precisions, provenance, metrics)
-    config.metrics["bops"] = config.bops()
+    config = config.with_metrics(bops=config.bops())
     config.save(out_dir / "configs" / f"{name}.json")
     return config
 
@@ -267,10 +267,10 @@ def finetune(
     acc, wrong = val_accuracy(model, data)
     ckpt = save_checkpoint(model, out / "checkpoint", _meta(topology, "tqt", config_sha256=config.sha256()))
     path = export_quantized_network(model, topology, config, data.val_subset(ref_images)[0], out / "network.json")
-    tuned = config.with_precisions({}, checkpoint=ckpt)
-    tuned.metrics.update(config.metrics)
-    tuned.metrics.update({"val_accuracy": acc, "val_errors": wrong, "accuracy_stage": "tqt",
-                          "finetune_seconds": round(time.time() - t0, 1)})  # fmt: skip
+    tuned = config.with_precisions({}, checkpoint=ckpt).with_metrics(
+        **config.metrics, val_accuracy=acc, val_errors=wrong, accuracy_stage="tqt",
+        finetune_seconds=round(time.time() - t0, 1),
+    )  # fmt: skip
     tuned.save(out / "config.json")
     return acc, str(path)
 
