@@ -19,6 +19,12 @@ def digits():
 
 
 @pytest.fixture(scope="session")
+def untrained_ckpt(digits, tmp_path_factory) -> str:
+    """A float digitsnet checkpoint after one step: for tests that need a checkpoint, not a trained network."""
+    return fb_search.train_float("digitsnet", digits, 1, 0, tmp_path_factory.mktemp("untrained") / "checkpoints")
+
+
+@pytest.fixture(scope="session")
 def pipeline(digits, tmp_path_factory):
     """Float digitsnet, a 4-value mu sweep per variant and an 8b/8b fine-tune (recipe step counts)."""
     out = tmp_path_factory.mktemp("digits")
@@ -38,7 +44,7 @@ def pipeline(digits, tmp_path_factory):
 
 
 def _quant(x, scale, bits, signed):
-    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    lo, hi = grid(bits, signed)
     return np.clip(np.round(x / scale), lo, hi) * scale
 
 
