@@ -1,37 +1,19 @@
-"""The demo on measured numbers: digitsnet on scikit-learn's digits, latencies from the committed GVSOC tables.
+"""The demo, and then every deployed network on GVSOC: each layer's checksum and the measured vs table cycles.
 
-The latency of every layer comes from `tables/gvsoc/` (measured by `fb-profile sweep --target gvsoc:<isa>` on the
-GVSOC kit, toolchain kit-gcc12; see tables/gvsoc/README.md), read through fb-profile's `table:` backend: nothing
-is re-measured and no model number enters. report.md names the table, its sha256 and where it was measured for
-every target.
-
-Command:  .venv/bin/python tools/freebits.py configs/demo_gvsoc.py
-Expected: runs/demo_gvsoc/report.md with Table I, the Pareto plots and the per-layer diffs on both measured targets.
+Command:  source PREFIX/env.sh pulp-open && make demo-gvsoc
+          (= .venv/bin/python tools/freebits.py configs/demo_gvsoc.py; the GVSOC kit's env.sh exports DORY_HOME,
+          DORY_PYTHON, PULP_SDK_HOME and the toolchain). It resumes runs/demo/ (what make demo wrote) and adds the
+          GVSOC runs: the 8b, 4b and XpulpV2 picks with DORY's mixed-sw kernels on pulp-open, the XpulpNN v1/v2
+          picks with mixed-hw on pulp-open-nn. A failed checksum fails the deploy stage.
+Expected: report.md's "On GVSOC" table with N/N checksums for every network; results.json deployed.*.gvsoc.
 """
 
+import importlib.util
 from pathlib import Path
-
-TABLES = Path(__file__).resolve().parents[1] / "tables" / "gvsoc"
 
 
 def get_config():
-    return {
-        "name": "demo_gvsoc",
-        "network": "digitsnet",
-        "data": "digits",
-        "seed": 0,
-        "recipe": "digits",
-        "float_steps": None,
-        "search_steps": None,
-        "variants": ("orig", "locked"),
-        "mus": (0.0, 0.01, 0.03, 0.1, 0.3),
-        "latency_variants": ("orig",),
-        "latency_mus": (0.5, 2.0),
-        "knapsack_budgets": (0.6, 0.7, 0.8, 0.9),
-        "targets": tuple(
-            f"table:{TABLES / f'digitsnet_gvsoc-{isa}-kit-gcc12.json'}" for isa in ("xpulpv2", "xpulpnn1")
-        ),
-        "margins_pp": (0.5, 1.5),
-        "latency_target_fraction": 0.8,
-        "finetune_steps": None,
-    }
+    spec = importlib.util.spec_from_file_location("fb_demo_config", Path(__file__).with_name("demo.py"))
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    return {**demo.get_config(), "gvsoc": True}

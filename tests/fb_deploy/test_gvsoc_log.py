@@ -77,3 +77,20 @@ def test_missing_sdk_is_a_one_line_error(monkeypatch, tmp_path):
     res = CliRunner().invoke(main, ["gvsoc", str(OLD / "model"), "-o", str(tmp_path / "o"), "--pulp-sdk", "/nowhere"])
     assert res.exit_code == 1 and len(res.output.strip().splitlines()) == 1
     assert "--pulp-sdk /nowhere: configs/pulp-open.sh not found" in res.output
+
+
+@pytest.mark.parametrize(
+    "log,cycles",
+    [
+        ("digitsnet-8b-mixed-sw.log", [50432, 48842, 74550, 36560, 44165, 52887, 57332, 41585, 34680, 2678]),
+        ("digitsnet-8b-mixed-hw.log", [53600, 50791, 72233, 37493, 40145, 54698, 47568, 41988, 34808, 2533]),
+    ],
+)
+def test_fixed_export_logs_pass_every_layer(log, cycles):
+    """The same network exported with the add fix, run on pulp-open (mixed-sw) and pulp-open-nn (mixed-hw)."""
+    run = parse_run_log((GVSOC / "logs" / log).read_text())
+    assert [x.name for x in run.layers] == OLD_NAMES
+    assert [x.checksum for x in run.layers] == ["ok"] * 10
+    assert [x.cycles for x in run.layers] == cycles
+    assert run.total_cycles == sum(cycles) and run.total_macs == 653952
+    assert run.failures(OLD_NAMES) == []

@@ -174,6 +174,13 @@ def verify_cmd(model_dir: Path, n_random: int, seed: int, as_json: bool, artifac
         click.echo(f"  goldens: {report.golden_layers_equal}/{report.layers} layers bit-exact")
         for m in report.golden_mismatches:
             click.echo(f"    mismatch {m}")
+        for c in report.checksums:
+            if c["golden"] != c["twin"]:
+                click.echo(
+                    f"    {c['layer']}: checksum of the goldens {c['golden']}, of the twin (DORY's reading) {c['twin']}"
+                )
+        for e in report.check_errors:
+            click.echo(f"  {e}")
         if report.random_equal is not None:
             state = "bit-exact" if report.random_equal else f"MISMATCH in {report.random_mismatches}"
             click.echo(f"  twin vs integer reference on {report.random_inputs} random inputs: {state}")
