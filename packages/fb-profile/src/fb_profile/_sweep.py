@@ -259,7 +259,7 @@ def sweep(
     fails = [{"layer_type": k, "b_in": a, "b_wt": w, "error": failed[(k, a, w)]} for (k, a, w) in points
              if (k, a, w) in failed]  # fmt: skip
     stats = {"now": len(todo), "wall_s": round(time.perf_counter() - start, 1), "point_s": round(spent, 1),
-             "jobs": jobs, "cache": str(cache.path) if cache else None}  # fmt: skip
+             "jobs": jobs, "cache": str(cache.path) if cache else None, "cached_only": plan.cached_only}  # fmt: skip
     return LatencyTable(target_obj, types, ordered, fails, _provenance(backend, points, ordered, fails, cache, stats))
 
 
