@@ -228,10 +228,11 @@ TOOLCHAINS = ("pulp-gcc", "kit-gcc12")
 # increment and every loop its counter and branch: the same 1.5x as the XpulpV2 loop, which is made of the same
 # lw/addi/bne pattern.
 _KIT_INNER = {"xpulpv2": 21 / 14, "xpulpnn1": 11 / 9, "xpulpnn2": 11 / 9}
-# XpulpV2 with sub-byte weights: the matmul loop unpacks them in software; the kit's u2 loop is 73 instructions per
-# 32 MACs (8 pv.sdotusp.b, 20 bit extracts/inserts, 16 sll + 16 sra sign extensions, 5 lw), against 151 per 128
-# for PULP GCC (p.extract sign-extends, no shift pair): 2.28 / 1.18 = 1.93x.
-_KIT_INNER_SUBBYTE_V2 = 73 * 128 / (32 * 151)
+# Weights unpacked in software (XpulpV2 with sub-byte weights; XpulpNN when activations are wider than weights):
+# the kit's loop is 73 instructions per 32 MACs in both (xpulp_nn_conv_u8_u8_i2 and pulp_nn's u2 path alike: 8 dot
+# products, 20 bit extracts/inserts, 16 sll + 16 sra sign extensions, 5 lw), where PULP GCC's p.extract
+# sign-extends in one instruction.
+_KIT_UNPACK_PER_MAC = 73 / 32
 _KIT_OUTER = 1.5
 # One DORY layer's fixed cost on the kit: a GVSOC run of fb-deploy's one-layer 64 -> 10 linear network (640 MACs,
 # 80 per core) measures 3131 cycles on pulp-open, 8 cores, all checksums passing: ~3000 cycles of team fork, DMA
@@ -247,6 +248,11 @@ _OUTER_FIELDS = ("b_blk", "im2col_call", "kernel_prologue", "odd_per_channel", "
                  "pool_elem", "pool_out")  # fmt: skip
 
 
+def _unpacks_weights(isa: str, a: int, w: int) -> bool:
+    """Whether the matmul unpacks the weights in software (V2: any sub-byte weight; NN: weights narrower)."""
+    return w < 8 if isa == "xpulpv2" else a > w
+
+
 def with_toolchain(c: Constants, toolchain: str) -> Constants:
     """``c`` (PULP GCC costs) rescaled for another compiler profile; see ``_KIT_INNER``/``_KIT_OUTER``."""
     if toolchain not in TOOLCHAINS:
@@ -255,15 +261,16 @@ def with_toolchain(c: Constants, toolchain: str) -> Constants:
         return c
     fi, fo = _KIT_INNER[c.isa], _KIT_OUTER
     scaled = {name: getattr(c, name) * fo for name in _OUTER_FIELDS}
-    sources = {**c.sources, "toolchain": f"[C] kit-gcc12: inner loops x{fi:.3f}, outer code x{fo} (disassembly of "
-               "the kit's builds), t_fixed 3000 [M] (GVSOC one-layer runs)"}  # fmt: skip
+    sources = {**c.sources, "toolchain": f"[C] kit-gcc12: inner loops x{fi:.3f}, software-unpacked weights "
+               f"{_KIT_UNPACK_PER_MAC:.2f} instructions/MAC, outer code x{fo} (disassembly of the kit's builds), "
+               "t_fixed 3000, pool 8.3 cycles/element [M] (GVSOC one-layer runs)"}  # fmt: skip
     return dataclasses.replace(
         c,
         toolchain=toolchain,
         inner={
-            (a, w): (cyc * (_KIT_INNER_SUBBYTE_V2 if c.isa == "xpulpv2" and w < 8 else fi), macs)
+            (a, w): (macs * _KIT_UNPACK_PER_MAC if _unpacks_weights(c.isa, a, w) else cyc * fi, macs)
             for (a, w), (cyc, macs) in c.inner.items()
-        },  # fmt: skip
+        },
         im2col={k: v * fo for k, v in c.im2col.items()},
         linear={k: v * fi for k, v in c.linear.items()},
         dw_unpack={k: v * fo for k, v in c.dw_unpack.items()},
