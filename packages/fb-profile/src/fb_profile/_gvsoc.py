@@ -208,7 +208,10 @@ class GvsocBackend:
             shutil.rmtree(root, ignore_errors=True)
             root.mkdir(parents=True)
             deploy = shutil.which(self.fb_deploy or "fb-deploy") or "fb-deploy"
-            self._run("fb-deploy layer", deploy_command(deploy, lt.key, b_in, b_wt, b_out, str(model)))
+            try:
+                self._run("fb-deploy layer", deploy_command(deploy, lt.key, b_in, b_wt, b_out, str(model)))
+            except RuntimeError as exc:  # fb-deploy refuses the point (e.g. channels DORY cannot pack): for good
+                raise NotDeployable(str(exc)) from None
             tools = {"dory_dir": self.dory_dir, "dory_python": self.dory_python, "pulp_sdk": self.pulp_sdk}
             # fb-deploy's own limit is set above ours, so that ours kills the whole session.
             cmd = gvsoc_command(deploy, str(model), str(run), self.isa, tools) + ["--timeout", str(10 * self.timeout)]
@@ -226,6 +229,12 @@ class GvsocBackend:
 
 class SimulationError(RuntimeError):
     """A wrong result or a hang on the simulator: deterministic, so the sweep does not retry it."""
+
+    retry = False
+
+
+class NotDeployable(RuntimeError):
+    """fb-deploy cannot build the one-layer network of this point (deterministic: not retried)."""
 
     retry = False
 
