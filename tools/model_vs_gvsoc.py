@@ -44,7 +44,8 @@ def measured(network: str, isa: str) -> LatencyTable:
 
 def model_table(table: LatencyTable, constants) -> LatencyTable:
     """The model's latencies of the measured table's points (layer types and bits of that table)."""
-    backend = fb_profile.PulpModel(constants)
+    fitted = constants != fb_profile.builtin_constants(constants.isa, constants.toolchain)
+    backend = fb_profile.PulpModel(constants, "digitsnet fit" if fitted else None)  # "-calibrated" in its name
     return fb_profile.sweep(table.layer_types, backend, table.target.allowed_bits, cache_dir=False, progress=False)
 
 

@@ -57,3 +57,26 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path):
     assert "network mobilenetv2 (64 layers, 37 layer types)" in result.stdout
     assert "Bayesian Bits: variants ['orig', 'locked'] × μ [0.0, 0.05, 0.1, 0.18, 0.3] = 10 runs" in result.stdout
     assert not out.exists()
+
+
+def test_measured_demo_reads_the_committed_gvsoc_tables():
+    cfg = load_config(ROOT / "configs" / "demo_measured.py")
+    assert [cfg.target_slug(t) for t in cfg.targets] == [
+        "table-digitsnet_gvsoc-xpulpv2-kit-gcc12",
+        "table-digitsnet_gvsoc-xpulpnn1-kit-gcc12",
+    ]
+    assert all(Path(t.removeprefix("table:")).is_file() for t in cfg.targets)
+
+
+def test_incomplete_measured_table_stops_the_pipeline_with_one_line(tmp_path):
+    from fbpipe.config import PipelineConfig
+    from fbpipe.run import Run
+    from fbpipe.stages import profile
+
+    table = ROOT / "tables" / "gvsoc" / "digitsnet_gvsoc-xpulpv2-kit-gcc12.json"
+    run = Run(PipelineConfig(name="t", targets=(f"table:{table}",)), tmp_path / "run")
+    with pytest.raises(click.ClickException) as info:
+        profile(run)
+    message = info.value.message
+    assert "points have no latency (first: conv2d_16x16x1_o16_k3x3_s1x1_p1.1.1.1_g1 (4, 2): " in message
+    assert "\n" not in message and not run.table_path(run.cfg.targets[0]).exists()

@@ -94,6 +94,13 @@ def profile(run: Run) -> None:
             cache_dir=run.out / "tables" / ".cache",
             progress=True,
         )
+        if table.failed:  # a measured table without every point: the search and the heuristic need them all
+            f = table.failed[0]
+            raise click.ClickException(
+                f"{target}: {len(table.failed)} of {len(table.failed) + len(table.entries)} points have no latency "
+                f"(first: {f['layer_type']} ({f['b_in']}, {f['b_wt']}): {f['error']}); the pipeline needs every pair "
+                "of every layer type"
+            )
         table.save(path)
         click.echo(f"      wrote {path.name} ({len(table.entries)} entries)")
 
