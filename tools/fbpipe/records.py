@@ -86,6 +86,10 @@ class Records:
         except UNREADABLE:
             return None
 
+    def upstream(self, *keys: str) -> dict[str, str | None]:
+        """``{key: digest}`` of the units a unit reads, for its ``inputs["upstream"]``."""
+        return {key: self.digest(key) for key in keys}
+
     def why_rerun(self, key: str, inputs: dict[str, Any]) -> str | None:
         """None when the unit can be reused, else the reason it must run again."""
         try:
@@ -161,8 +165,9 @@ def _canonical(inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _change(key: str, old: Any, new: Any) -> str:
-    if isinstance(old, str) and isinstance(new, str) and len(old) == len(new) == 64:
-        return f"{key} (upstream outputs changed)"
+    if key == "upstream" and isinstance(old, dict) and isinstance(new, dict):
+        moved = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        return "upstream " + ", ".join(moved) + " changed"
     return f"{key} {json_short(old)} → {json_short(new)}"
 
 

@@ -43,7 +43,7 @@ class Run:
             (self.out / sub).mkdir(parents=True, exist_ok=True)
         self.records = Records(self.out, click.echo)
         self.cached = self.records.cached
-        self.digest = self.records.digest
+        self.upstream = self.records.upstream
         self.rel = self.records.rel
         self.path = self.records.resolve
 

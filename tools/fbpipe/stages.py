@@ -42,10 +42,10 @@ def train_float(run: Run, data) -> str:
 
 
 def _bb_run(run: Run, data, float_ckpt: str, cid: str, variant: str, mu: float, out_dir: Path,
-            upstream: dict, **extra) -> NetConfig:  # fmt: skip
+            upstream: tuple, extra_inputs: dict, **extra) -> NetConfig:  # fmt: skip
     path = run.out / "configs" / f"{cid}.json"
-    inputs = {**upstream, "float": run.digest("float"), "variant": variant, "mu": mu, "recipe": run.cfg.recipe,
-              "search_steps": run.cfg.search_steps, "seed": run.cfg.seed}  # fmt: skip
+    inputs = {**extra_inputs, "upstream": run.upstream("float", *upstream), "variant": variant, "mu": mu,
+              "recipe": run.cfg.recipe, "search_steps": run.cfg.search_steps, "seed": run.cfg.seed}  # fmt: skip
 
     def compute():
         net = fb_search.search(run.topology, data, float_ckpt, variant=variant, mu=mu, steps=run.cfg.search_steps,
@@ -68,7 +68,7 @@ def search(run: Run, data, float_ckpt: str) -> list[Candidate]:
     for variant in run.cfg.variants:
         for mu in run.cfg.mus:
             cid = f"bb-{variant}-mu{mu:g}"
-            net = _bb_run(run, data, float_ckpt, cid, variant, mu, run.out / "search", {})
+            net = _bb_run(run, data, float_ckpt, cid, variant, mu, run.out / "search", (), {})
             path = run.out / "configs" / f"{cid}.json"
             out.append(Candidate(cid, path, net.provenance["checkpoint"], key=f"search/{cid}"))
     for target, table in run.tables().items() if run.cfg.latency_mus else ():
@@ -76,9 +76,9 @@ def search(run: Run, data, float_ckpt: str) -> list[Candidate]:
         for variant in run.cfg.latency_variants:
             for mu in run.cfg.latency_mus:
                 cid = f"lat-{slug}-{variant}-mu{mu:g}"
-                upstream = {"objective": "latency", "table": run.digest(f"table/{slug}")}
-                net = _bb_run(run, data, float_ckpt, cid, variant, mu, run.out / "search" / f"lat-{slug}", upstream,
-                              objective="latency", table=table)  # fmt: skip
+                net = _bb_run(run, data, float_ckpt, cid, variant, mu, run.out / "search" / f"lat-{slug}",
+                              (f"table/{slug}",), {"objective": "latency"}, objective="latency",
+                              table=table)  # fmt: skip
                 path = run.out / "configs" / f"{cid}.json"
                 out.append(Candidate(cid, path, net.provenance["checkpoint"], None, target, f"search/{cid}"))
     return out
@@ -119,7 +119,7 @@ def homogeneous_candidates(run: Run, data, float_ckpt: str) -> list[Candidate]:
             net.save(path)
             return net, [path]
 
-        inputs = {"float": run.digest("float"), "bits": bits, "seed": run.cfg.seed}
+        inputs = {"upstream": run.upstream("float"), "bits": bits, "seed": run.cfg.seed}
         net = run.cached(f"homogeneous/{cid}", inputs, compute, lambda p=path: NetConfig.load(p, run.cfg.allowed_bits))
         click.echo(f"      {cid:<22} acc {net.metrics['val_accuracy']:.2%}")
         out.append(Candidate(cid, path, float_ckpt, key=f"homogeneous/{cid}"))
@@ -148,8 +148,7 @@ def apply_free_bits(run: Run, data, parents: list[Candidate]) -> list[Candidate]
                 net.save(path)
                 return net, [path]
 
-            inputs = {"parent": run.digest(parent.key), "table": run.digest(f"table/{slug}"),
-                      "allowed_bits": run.cfg.allowed_bits}  # fmt: skip
+            inputs = {"upstream": run.upstream(parent.key, f"table/{slug}"), "allowed_bits": run.cfg.allowed_bits}
             net = run.cached(f"free-bits/{cid}", inputs, compute,
                              lambda p=path: NetConfig.load(p, run.cfg.allowed_bits))  # fmt: skip
             before_lat = network_latency(parent.load(run.cfg.allowed_bits), table)
@@ -188,7 +187,7 @@ def knapsack_candidates(run: Run, data, bb: list[Candidate]) -> list[Candidate]:
                 net.save(path)
                 return net, [path]
 
-            inputs = {"source": run.digest(source.key), "table": run.digest(f"table/{slug}"), "fraction": fraction,
+            inputs = {"upstream": run.upstream(source.key, f"table/{slug}"), "fraction": fraction,
                       "bins": KNAPSACK_BINS}  # fmt: skip
             load = lambda p=path: NetConfig.load(p, run.cfg.allowed_bits) if p.exists() else None  # noqa: E731
             net = run.cached(f"knapsack/{cid}", inputs, compute, load)
@@ -250,7 +249,7 @@ def finetune(run: Run, data, todo: list[Candidate]) -> dict[str, dict]:
             click.echo(f"      reusing {cand.id} ({info['tqt_accuracy']:.2%})")
             return info
 
-        inputs = {"candidate": run.digest(cand.key), "finetune_steps": run.cfg.finetune_steps, "seed": run.cfg.seed,
+        inputs = {"upstream": run.upstream(cand.key), "finetune_steps": run.cfg.finetune_steps, "seed": run.cfg.seed,
                   "recipe": run.cfg.recipe, "reference_images": run.cfg.reference_images}  # fmt: skip
         results[cand.id] = run.cached(f"finetune/{cand.id}", inputs, compute, load)
     return results
@@ -272,7 +271,7 @@ def deploy(run: Run, data, finetuned: dict[str, dict]) -> dict[str, dict]:
             )
             return result, [out_dir]
 
-        inputs = {"finetune": run.digest(f"finetune/{cid}")}
+        inputs = {"upstream": run.upstream(f"finetune/{cid}")}
         results[cid] = run.cached(f"deploy/{cid}", inputs, compute, lambda d=out_dir: read_json(d / "result.json"))
     return results
 
