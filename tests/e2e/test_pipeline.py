@@ -114,7 +114,6 @@ def _selected_finetuned(results) -> str:
     ("damaged", "output"),
     [
         ("table/pulp-xpulpnn1", lambda r: "tables/pulp-xpulpnn1.json"),
-        ("free-bits/fb-pulp-xpulpv2--4b", lambda r: "configs/fb-pulp-xpulpv2--4b.json"),
         ("finetune/8b", lambda r: "finetune/8b/result.json"),
         ("finetune/{sel}", lambda r: str(Path(r["finetuned"][_selected_finetuned(r)]["artifact"]).with_suffix(".npz"))),
         ("deploy/4b", lambda r: "deploy/4b/model.onnx"),

@@ -42,7 +42,13 @@ def test_dry_run_fails_with_one_line_on_bad_values(tmp_path, fields, message):
     assert not (tmp_path / "run").exists()
 
 
-def test_negative_float_steps_fail_before_training(tmp_path):
+def test_negative_float_steps_fail_before_training(tmp_path, monkeypatch):
+    import fb_search
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("training started with float_steps=-5")
+
+    monkeypatch.setattr(fb_search, "train_float", refuse)
     cfg = load_config(_write(tmp_path, '{"name": "x", "float_steps": -5}'))
     with pytest.raises(click.ClickException, match=r"float_steps: expected a positive number of steps .*, got -5"):
         pipeline.run_pipeline(cfg, tmp_path / "run")
