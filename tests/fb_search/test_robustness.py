@@ -8,6 +8,7 @@ from fb_schema.topologies import tinynet
 from fb_search import OptSpec, QNet, load_digits_data, predict, train
 
 
+@pytest.mark.slow
 def test_corrupted_newest_step_checkpoint_falls_back_to_the_older_one(tmp_path):
     data = load_digits_data(resolution=8)
     spec = OptSpec(kind="sgd", lr=0.05, momentum=0.9, schedule="cosine", gate_lr=1e-2, batch_size=32)
@@ -28,6 +29,7 @@ def test_corrupted_newest_step_checkpoint_falls_back_to_the_older_one(tmp_path):
     np.testing.assert_array_equal(predict(straight, data.val_x[:16]), predict(resumed, data.val_x[:16]))
 
 
+@pytest.mark.slow
 def test_train_float_refuses_to_overwrite_a_checkpoint_without_force(tmp_path, monkeypatch):
     from click.testing import CliRunner
 

@@ -71,11 +71,18 @@ def _check_search(cfg: PipelineConfig, fail) -> None:
         fail("network", str(exc).strip("'\""))
 
 
-def load_data(cfg: PipelineConfig, source: str):
-    """The config's data set (``fb_search.get_data``); an unknown or unprepared one is a one-line error."""
+def load_data(cfg: PipelineConfig, source: str, missing_ok: bool = False):
+    """The config's data set (``fb_search.get_data``); an unknown one is a one-line error, and so is a known one
+    that is not prepared, unless ``missing_ok`` (a dry run may plan before the data is prepared): then the
+    error message is returned instead of the data."""
     import fb_search
 
     try:
         return fb_search.get_data(cfg.data)
-    except (ValueError, OSError) as exc:
+    except ValueError as exc:
         raise click.ClickException(f"{source}: data: {str(exc).splitlines()[0]}") from None
+    except OSError as exc:
+        message = f"{source}: data: {str(exc).splitlines()[0]}"
+        if missing_ok:
+            return message
+        raise click.ClickException(message) from None

@@ -31,7 +31,7 @@ def plan(cfg: PipelineConfig, out: Path, source: str | None = None) -> str:
     """The plan of a run, after checking every value of the config and opening its data set."""
     source = source or f"config {cfg.name!r}"
     check_config(cfg, source)
-    load_data(cfg, source)
+    data = load_data(cfg, source, missing_ok=True)
     topo = get_topology(cfg.network, **cfg.network_params)
     n_bb = len(cfg.variants) * len(cfg.mus)
     lines = [
@@ -55,6 +55,8 @@ def plan(cfg: PipelineConfig, out: Path, source: str | None = None) -> str:
         "8. integerize, DORY export, check, verify",
         "9. report.md, results.json, plots",
     ]
+    if isinstance(data, str):  # planned before the data was prepared: the run itself would stop here
+        lines.append(f"warning: {data}")
     return "\n".join(lines)
 
 
