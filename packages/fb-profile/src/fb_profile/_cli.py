@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from fb_profile._backends import make_backend
 from fb_profile._constants import DEFAULT_FIT, FREE, TOOLCHAINS, builtin_constants, save_constants
 from fb_profile._layers import builtin_network, layer_counts, layer_types_of, network_layers
 from fb_profile._plot import plot_throughput
@@ -61,7 +62,8 @@ def _fail(exc: Exception) -> click.ClickException:
     return click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(package_name="fb-profile")
 def main() -> None:
     """Latency profiling for Free Bits: per-layer-type latency tables on PULP targets."""
 
@@ -106,12 +108,13 @@ def layer_types_cmd(network, width, resolution, config, onnx_path, as_json):
 @click.option("--work-dir", help="gvsoc: keep each point's model, app and log here.")
 @click.option("--timeout", type=float, help="gvsoc: seconds per tool run; a simulation past it is a hang "
               "[default 3600].")  # fmt: skip
+@click.option("--allow-failed", is_flag=True, help="Exit 0 even when points failed (they are listed in 'failed').")
 @click.option("--pairs", help="Measure only these pairs of configurable layers now, e.g. 2/2,4/4,8/8.")
 @click.option("--types", "only_types", help="Measure only these layer-type keys now (comma-separated).")
 @click.option("--cached-only", is_flag=True, help="Measure nothing: build the table from the point cache.")
 @click.option("--retry-failed", is_flag=True, help="Re-measure points whose failure is cached.")
 def sweep_cmd(network, width, resolution, config, onnx_path, target, output, bits, b_out, jobs, cache_dir, no_cache,
-              constants, no_progress, pairs, only_types, cached_only, retry_failed, **tools):  # fmt: skip
+              constants, no_progress, allow_failed, pairs, only_types, cached_only, retry_failed, **tools):  # fmt: skip
     """Profile every layer type at every allowed (b_in, b_wt) pair and write the latency table."""
     table_import = target.startswith("table:") and not any((network, config, onnx_path))
     source = None if table_import else _source(network, width, resolution, config, onnx_path)
@@ -139,6 +142,8 @@ def sweep_cmd(network, width, resolution, config, onnx_path, target, output, bit
                    f"{rate:.0f} points/hour")  # fmt: skip
     for f in table.failed[:10]:
         click.echo(f"  failed {f['layer_type']} ({f['b_in']}, {f['b_wt']}): {f['error']}", err=True)
+    if table.failed and not allow_failed:
+        raise click.ClickException(f"{output}: {len(table.failed)} point(s) failed (pass --allow-failed to accept)")
 
 
 def _load_tables(paths) -> list[LatencyTable]:
@@ -190,9 +195,19 @@ def compare_cmd(tables, plot_path, fig1_path, errors, as_json):
         click.echo(f"wrote {fig1_path}", err=as_json)
 
 
+def _measured_table(path: str) -> LatencyTable:
+    """The measured points of ``path`` in any format the ``table:`` target reads (JSON table or list, CSV)."""
+    backend = make_backend(f"table:{path}")
+    bits = sorted({b for _, a, w in backend.points for b in (a, w) if b is not None})
+    target = backend.target(backend.b_out or 8, tuple(bits))
+    return LatencyTable(target, dict(backend.layer_types), dict(backend.points))
+
+
 @main.command("calibrate")
 @click.option("--model", "isa", required=True, help="ISA of the pulp-model to calibrate (xpulpv2, xpulpnn1, ...).")
-@click.option("--measured", required=True, type=click.Path(dir_okay=False), help="Measured latency table (JSON).")
+@click.option("--measured", required=True, type=click.Path(dir_okay=False),
+              help="Measured latencies: a latency table or list (JSON) or layer_type,b_in,b_wt,latency CSV, as "
+              "read by the table: target.")  # fmt: skip
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Constants file to write [default: "
               "<measured>.constants.json].")  # fmt: skip
 @click.option("--free", default=",".join(DEFAULT_FIT), show_default=True,
@@ -203,8 +218,8 @@ def calibrate_cmd(isa, measured, output, free, toolchain):
     """Fit the model's free constants to a measured table; load the result with `sweep --constants`."""
     from fb_profile._calibrate import calibrate
 
-    (table,) = _load_tables([measured])
     try:
+        table = _measured_table(measured)
         initial = builtin_constants(isa, toolchain)
         result = calibrate(initial, table, [f.strip() for f in free.split(",") if f.strip()])
     except ValueError as exc:
