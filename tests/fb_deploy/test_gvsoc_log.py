@@ -94,3 +94,18 @@ def test_fixed_export_logs_pass_every_layer(log, cycles):
     assert [x.cycles for x in run.layers] == cycles
     assert run.total_cycles == sum(cycles) and run.total_macs == 653952
     assert run.failures(OLD_NAMES) == []
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path):
+    """A hung simulation is killed with everything it started, and what it printed is kept."""
+    import time
+
+    from fb_deploy._gvsoc import run_group
+
+    pid_file = tmp_path / "child.pid"
+    start = time.monotonic()
+    code, text = run_group(["bash", "-c", f"echo started; sleep 60 & echo $! > {pid_file}; wait"], timeout=2)
+    assert code is None and "started" in text and time.monotonic() - start < 30
+    child = int(pid_file.read_text())
+    time.sleep(0.2)
+    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
