@@ -20,9 +20,12 @@ from fb_schema import NetConfig, read_json
 FLOW_ISA = {"mixed-sw": "xpulpv2", "mixed-hw": "xpulpnn1"}
 
 
-def flows_of(cid: str, selection: dict[str, dict[str, str]]) -> list[str]:
-    """The DORY flows of network ``cid``: one per ISA whose selection picked it; ``mixed-sw`` if none did."""
-    isas = [target.split(":")[-1] for target, picks in selection.items() if cid in picks.values()]
+def flows_of(cid: str, selection: dict[str, dict[str, str]], slugs: dict[str, str] | None = None) -> list[str]:
+    """The DORY flows of network ``cid``: one per ISA whose selection picked it or that it was made for (its id
+    names the target's slug, as in ``fb-pulp-xpulpnn1--4b``); ``mixed-sw`` for the rest (the baselines)."""
+    targets = [t for t, picks in selection.items() if cid in picks.values()]
+    targets += [t for t, slug in (slugs or {}).items() if cid.partition("-")[2].startswith(f"{slug}-")]
+    isas = [target.split(":")[-1] for target in targets]
     flows = sorted({fb_deploy.ISA_FLOWS[isa] for isa in isas if isa in fb_deploy.ISA_FLOWS}, reverse=True)
     return flows or ["mixed-sw"]
 
@@ -43,7 +46,8 @@ def run_all(run, deployed: dict[str, dict], finetuned: dict[str, dict], selectio
     failures = []
     for cid, dep in deployed.items():
         records = []
-        for flow in flows_of(cid, selection):
+        slugs = {t: run.cfg.target_slug(t) for t in run.cfg.targets}
+        for flow in flows_of(cid, selection, slugs):
             out = Path(dep["dir"]) / f"gvsoc-{flow}"
             try:
                 result = fb_deploy.run_gvsoc(dep["dir"], flow, out)
