@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-import fb_search
 from fb_schema import NetConfig, read_json, write_json
 from fb_schema.topologies import get_topology
 from fbpipe import gvsoc, report, stages
+from fbpipe.checks import check_config, load_data
 from fbpipe.config import PipelineConfig
 from fbpipe.run import Run
 
@@ -27,7 +27,11 @@ STAGES = (
 )
 
 
-def plan(cfg: PipelineConfig, out: Path) -> str:
+def plan(cfg: PipelineConfig, out: Path, source: str | None = None) -> str:
+    """The plan of a run, after checking every value of the config and opening its data set."""
+    source = source or f"config {cfg.name!r}"
+    check_config(cfg, source)
+    data = load_data(cfg, source, missing_ok=True)
     topo = get_topology(cfg.network, **cfg.network_params)
     n_bb = len(cfg.variants) * len(cfg.mus)
     lines = [
@@ -51,6 +55,8 @@ def plan(cfg: PipelineConfig, out: Path) -> str:
         "8. integerize, DORY export, check, verify" + ("; run every network on GVSOC" if cfg.gvsoc else ""),
         "9. report.md, results.json, plots",
     ]
+    if isinstance(data, str):  # planned before the data was prepared: the run itself would stop here
+        lines.append(f"warning: {data}")
     return "\n".join(lines)
 
 
@@ -58,10 +64,12 @@ def _steps(n: int | None) -> str:
     return "the recipe's steps" if n is None else f"{n} steps"
 
 
-def run_pipeline(cfg: PipelineConfig, out: Path) -> Path:
-    run = Run(cfg, out)
+def run_pipeline(cfg: PipelineConfig, out: Path, progress: bool = True, source: str | None = None) -> Path:
+    source = source or f"config {cfg.name!r}"
+    check_config(cfg, source)  # before anything is trained or written
+    data = load_data(cfg, source)
+    run = Run(cfg, out, progress=progress)
     n = len(STAGES)
-    data = fb_search.get_data(cfg.data)
     with run.stage(1, n, STAGES[0]):
         float_ckpt = stages.train_float(run, data)
     with run.stage(2, n, STAGES[1]):
@@ -102,12 +110,14 @@ def write_results(run: Run, data, candidates, selection, finetuned, deployed) ->
         "val_images": int(len(data.val_y)),
         "float_accuracy": read_json(run.out / "checkpoints" / "float.json")["val_accuracy"],
         "slugs": {t: cfg.target_slug(t) for t in cfg.targets},
-        "tables": {t: {"path": str(run.table_path(t)), "sha256": tables[t].sha256()} for t in cfg.targets},
-        "configs": {c.id: _config_record(c, nets[c.id], tables) for c in candidates},
+        # Paths are relative to the run directory, so the run can be read and resumed from any cwd.
+        "tables": {t: {"path": run.rel(run.table_path(t)), "sha256": tables[t].sha256()} for t in cfg.targets},
+        "configs": {c.id: _config_record(c, nets[c.id], tables, run.rel(c.path)) for c in candidates},
         "selection": {t: picks for t, picks in selection.items()},
         "finetuned": finetuned,
         "deployed": deployed,
         "versions": report.versions(),
+        "work": {"ran": list(run.records.ran), "reused": list(run.records.reused)},
     }
     results["hypervolume"] = report.hypervolumes(results, cfg.hypervolume_reference)
     results["hypervolume_reference"] = list(cfg.hypervolume_reference)
@@ -128,11 +138,11 @@ def write_results(run: Run, data, candidates, selection, finetuned, deployed) ->
     return run.out / "report.md"
 
 
-def _config_record(c, net: NetConfig, tables) -> dict:
+def _config_record(c, net: NetConfig, tables, path: str) -> dict:
     from fb_heuristic import network_latency
 
     return {
-        "path": str(c.path),
+        "path": path,
         "sha256": net.sha256(),
         "method": net.provenance.get("method"),
         "seed": net.provenance.get("seed"),
