@@ -30,7 +30,7 @@ def flows_of(cid: str, selection: dict[str, dict[str, str]], slugs: dict[str, st
     return flows or ["mixed-sw"]
 
 
-def table_cycles(run, config_path: str, flow: str) -> int | None:
+def table_cycles(run, config_path: Path, flow: str) -> int | None:
     """The network's latency in the run's table of the flow's ISA (None when the run has no such table)."""
     tables = {t.split(":")[-1]: table for t, table in run.tables().items()}
     table = tables.get(FLOW_ISA[flow])
@@ -48,16 +48,17 @@ def run_all(run, deployed: dict[str, dict], finetuned: dict[str, dict], selectio
         records = []
         slugs = {t: run.cfg.target_slug(t) for t in run.cfg.targets}
         for flow in flows_of(cid, selection, slugs):
-            out = Path(dep["dir"]) / f"gvsoc-{flow}"
+            model_dir = run.resolve(dep["dir"])  # records store paths relative to the run directory
+            out = model_dir / f"gvsoc-{flow}"
             try:
-                result = fb_deploy.run_gvsoc(dep["dir"], flow, out)
+                result = fb_deploy.run_gvsoc(model_dir, flow, out)
                 error = None
             except fb_deploy.ChecksumError as exc:
                 result, error = read_json(out / "cycles.json"), str(exc)
                 failures.append(f"{cid}: {error}")
             except fb_deploy.DeployError as exc:  # a missing tool, or a model the checker refuses
                 raise click.ClickException(f"gvsoc: {cid} ({flow}): {exc}") from None
-            records.append(_record(run, finetuned[cid]["config"], flow, result, error, out))
+            records.append(_record(run, run.resolve(finetuned[cid]["config"]), flow, result, error, out))
             r = records[-1]
             click.echo(
                 f"      {cid:<40} {flow} checksums {r['checksums_ok']}/{r['layers']}  cycles {r['cycles']:,}"
@@ -68,7 +69,7 @@ def run_all(run, deployed: dict[str, dict], finetuned: dict[str, dict], selectio
         raise click.ClickException(f"gvsoc: {len(failures)} run(s) failed; first: {failures[0]}")
 
 
-def _record(run, config_path: str, flow: str, result: dict[str, Any], error: str | None, out: Path) -> dict:
+def _record(run, config_path: Path, flow: str, result: dict[str, Any], error: str | None, out: Path) -> dict:
     return {
         "flow": flow,
         "target": result["target"],
@@ -78,7 +79,7 @@ def _record(run, config_path: str, flow: str, result: dict[str, Any], error: str
         "table_cycles": table_cycles(run, config_path, flow),
         "table_isa": FLOW_ISA[flow],
         "error": error,
-        "cycles_json": str(out / "cycles.json"),
+        "cycles_json": run.rel(out / "cycles.json"),
     }
 
 
