@@ -91,3 +91,20 @@ def test_unequal_add_precisions_are_refused(tmp_path):
 )
 def test_dory_checksum(values, bits, expected):
     assert dory_checksum(np.array(values), bits) == expected
+
+
+def test_one_layer_add_reads_two_tensors(tmp_path):
+    """An add of one tensor with itself hangs DORY's application (no branch tensor is saved): the profiling
+    network adds two identity copies instead, and the export refuses the self-add."""
+    from fb_deploy import single_layer_network
+    from fb_deploy._errors import IntegerizationError
+    from fb_schema import LayerType
+
+    net = single_layer_network(LayerType.add(8, 8, 16), 8, None)
+    assert [layer.name for layer in net.layers] == ["pre", "pre2", "layer"]
+    assert net.layers[-1].inputs == ("pre", "pre2")
+    out = export_dory(net, tmp_path / "m")
+    assert not errors(check_model(out)) and verify(out, n_random=2).ok
+    net.layers[-1].inputs = ("pre2", "pre2")
+    with pytest.raises(IntegerizationError, match="adds tensor .* to itself; DORY's network.c saves no branch tensor"):
+        export_dory(net, tmp_path / "self")

@@ -84,6 +84,11 @@ def test_missing_sdk_is_a_one_line_error(monkeypatch, tmp_path):
     [
         ("digitsnet-8b-mixed-sw.log", [50432, 48842, 74550, 36560, 44165, 52887, 57332, 41585, 34680, 2678]),
         ("digitsnet-8b-mixed-hw.log", [53600, 50791, 72233, 37493, 40145, 54698, 47568, 41988, 34808, 2533]),
+        # make demo's bb-locked-mu0.1 (4- and 2-bit layers, its add at 4 + 4 bits) on pulp-open-nn
+        (
+            "digitsnet-bb-locked-mu0.1-mixed-hw.log",
+            [39645, 36992, 39703, 28380, 22184, 38538, 22718, 18629, 34255, 2413],
+        ),
     ],
 )
 def test_fixed_export_logs_pass_every_layer(log, cycles):
@@ -94,3 +99,18 @@ def test_fixed_export_logs_pass_every_layer(log, cycles):
     assert [x.cycles for x in run.layers] == cycles
     assert run.total_cycles == sum(cycles) and run.total_macs == 653952
     assert run.failures(OLD_NAMES) == []
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path):
+    """A hung simulation is killed with everything it started, and what it printed is kept."""
+    import time
+
+    from fb_deploy._gvsoc import run_group
+
+    pid_file = tmp_path / "child.pid"
+    start = time.monotonic()
+    code, text = run_group(["bash", "-c", f"echo started; sleep 60 & echo $! > {pid_file}; wait"], timeout=2)
+    assert code is None and "started" in text and time.monotonic() - start < 30
+    child = int(pid_file.read_text())
+    time.sleep(0.2)
+    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]

@@ -52,7 +52,7 @@ class AddReading:
                     "the layer before the add must be input 0"
                 )
                 out.append(("residual-add-order", msg))
-            if params != f"in{k + 1}" and self.tensors[0] != self.tensors[1]:  # a tensor added to itself: either
+            if params != f"in{k + 1}":
                 msg = (
                     f"DORY requantizes tensor {tensor} (input {k}) with {params}_*: it swaps the in1/in2 attributes "
                     "when int(input 0) > int(input 1)"
@@ -70,6 +70,8 @@ def add_reading(graph: DoryGraph, layer: DoryLayer) -> AddReading | str:
     raw = [t for t in layer.node.input if t not in graph.consts]
     if len(raw) != 2 or not all(t.isdigit() for t in raw):
         return f"inputs {raw}: DORY needs two integer-named tensors"
+    if layer.inputs[0] == layer.inputs[1]:
+        return f"adds tensor {layer.inputs[0]} to itself: DORY's network.c saves no branch tensor for it and hangs"
     prev = graph.layers[layer.index - 1].output if layer.index > 0 else None
     if prev not in layer.inputs:
         return (

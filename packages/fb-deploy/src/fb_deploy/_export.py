@@ -74,9 +74,14 @@ def _dory_add_order(layer: IntLayer, x: list[str], prev: str | None) -> tuple[li
             f"layer {layer.name!r}: DORY runs an add on the output of the layer just before it ({prev}), "
             f"which is not one of its inputs {x}; order the topology so that one branch ends right before the add"
         )
+    if x[0] == x[1]:
+        raise IntegerizationError(
+            f"layer {layer.name!r}: adds tensor {x[0]} to itself; DORY's network.c saves no branch tensor for it "
+            "and the application hangs"
+        )
     swap = x[0] != prev
     x = [x[1], x[0]] if swap else x
-    if not (x[0].isdigit() and x[1].isdigit() and int(x[0]) >= int(x[1])):  # equal: one tensor added to itself
+    if not (x[0].isdigit() and x[1].isdigit() and int(x[0]) > int(x[1])):
         raise IntegerizationError(f"layer {layer.name!r}: add inputs {x}: DORY needs increasing integer tensor names")
     return x, swap
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -89,6 +90,21 @@ def sdk_environment(env: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def run_group(cmd: list[str], timeout: float) -> tuple[int | None, str]:
+    """Run ``cmd`` in its own process group; on timeout kill the whole group (make, gapy and the simulator
+    would outlive a killed shell). Returns (exit code or None on timeout, stdout + stderr)."""
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=sdk_environment(), start_new_session=True
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, out
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        return None, out
+
+
 def _git_commit(path: str | os.PathLike | None) -> str | None:
     if not path:
         return None
@@ -161,15 +177,13 @@ def run_gvsoc(
     )
     cmd = build_run_command(dory.app_dir, script, cores)
     log_path = out / "gvsoc.log"
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=sdk_environment())
-    except subprocess.TimeoutExpired:
-        raise ToolError(f"build and GVSOC run did not finish within {timeout:.0f} s ({shlex.join(cmd)})") from None
-    text = proc.stdout + proc.stderr
+    returncode, text = run_group(cmd, timeout)
     log_path.write_text(f"$ {shlex.join(cmd)}\n{text}")
-    if "performance:" not in text and proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["(no output)"])[-1]
-        raise ToolError(f"build or GVSOC run failed (exit {proc.returncode}): {last} (log {log_path})")
+    if returncode is None:
+        raise ToolError(f"build and GVSOC run did not finish within {timeout:.0f} s (log {log_path})")
+    if "performance:" not in text and returncode != 0:
+        last = (text.strip().splitlines() or ["(no output)"])[-1]
+        raise ToolError(f"build or GVSOC run failed (exit {returncode}): {last} (log {log_path})")
     log = parse_run_log(text)
     names = layer_names(dory.app_dir / "inc" / "network.h")
     golden = expected_checksums(dory.app_dir / "inc" / "network.h")

@@ -43,7 +43,7 @@ def padded_layer_type(lt: LayerType, b_in: int) -> LayerType:
 def single_layer_network(
     layer_type: LayerType | str, b_in: int, b_wt: int | None, b_out: int = 8, seed: int = 0
 ) -> IntegerNetwork:
-    """A one-layer IntegerNetwork (input -> layer) with random weights; add layers sum the input with itself.
+    """A one-layer IntegerNetwork (input -> layer) with random weights; an add sums two identity copies of the input.
 
     Args:
         layer_type: a LayerType or its key.
@@ -67,9 +67,10 @@ def single_layer_network(
     # convolution (identity weights, mul 1, add 0, shift 0), so that the kernel under test is measured on its own.
     # A pointwise convolution, not a 1x1 depthwise one: on GVSOC, DORY's depthwise kernel with a 1x1 window
     # returns 255 for every output of this identity (checksum 16320 for the 64 inputs summing to 8320).
-    # An add reads that tensor twice (a network has a single input).
+    # An add reads that tensor and a second identity copy of it ("pre2"): DORY's network.c runs an add on the
+    # output of the layer just before it plus a branch tensor saved earlier, and hangs on one tensor read twice.
     src = "pre" if lt.op in ("linear", "add", "avgpool") else INPUT
-    inputs = (src, src) if lt.op == "add" else (src,)
+    inputs = (src, "pre2") if lt.op == "add" else (src,)
     in_hwc = (1, 1, lt.in_ch) if lt.op == "linear" else (lt.in_h, lt.in_w, lt.in_ch)
     common = dict(
         name="layer",
@@ -138,6 +139,8 @@ def single_layer_network(
             bounds={"acc": 2**b_in - 1, "requant": 2**b_in - 1},
         )
         layers.insert(0, pre)
+        if lt.op == "add":
+            layers.insert(1, dataclasses.replace(pre, name="pre2", inputs=("pre",), output="pre2"))
     return IntegerNetwork(
         network=f"layer_{lt.op}",
         input_tensor=INPUT,

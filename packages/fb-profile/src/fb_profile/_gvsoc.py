@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,7 +84,8 @@ class GvsocBackend:
         if isa not in GVSOC_ISAS:
             raise ValueError(f"unknown ISA {isa!r} for the gvsoc backend; expected one of {', '.join(GVSOC_ISAS)}")
         defaults = {k: os.environ.get(v) for k, v in ENV.items()}
-        defaults["fb_deploy"] = os.environ.get("FB_DEPLOY") or "fb-deploy"
+        beside = Path(sys.executable).parent / "fb-deploy"  # installed with this interpreter (a venv not on PATH)
+        defaults["fb_deploy"] = os.environ.get("FB_DEPLOY") or (str(beside) if beside.is_file() else "fb-deploy")
         given = {k: v for k, v in options.items() if v is not None}
         unknown = set(given) - set(defaults) - {"work_dir", "timeout"}
         if unknown:

@@ -268,7 +268,7 @@ def finetune(
     ckpt = save_checkpoint(model, out / "checkpoint", _meta(topology, "tqt", config_sha256=config.sha256()))
     path = export_quantized_network(model, topology, config, data.val_subset(ref_images)[0], out / "network.json")
     tuned = config.with_precisions({}, checkpoint=ckpt).with_metrics(
-        **config.metrics, val_accuracy=acc, val_errors=wrong, accuracy_stage="tqt",
+        val_accuracy=acc, val_errors=wrong, accuracy_stage="tqt",
         finetune_seconds=round(time.time() - t0, 1),
     )  # fmt: skip
     tuned.save(out / "config.json")
