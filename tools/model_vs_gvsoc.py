@@ -19,9 +19,7 @@ from pathlib import Path
 import click
 
 import fb_profile
-from fb_profile._accuracy import accuracy
-from fb_profile._calibrate import calibrate
-from fb_profile._compare import plot_against
+from fb_profile import accuracy, calibrate, plot_against
 from fb_schema import LatencyTable
 
 ROOT = Path(__file__).resolve().parents[1]
