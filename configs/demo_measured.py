@@ -5,6 +5,10 @@ GVSOC kit, toolchain kit-gcc12; see tables/gvsoc/README.md), read through fb-pro
 is re-measured and no model number enters. report.md names the table, its sha256 and where it was measured for
 every target.
 
+The search and the heuristic need every pair of every layer type, so the pipeline stops at the latency tables,
+with one line naming the first missing point, while a table lacks points: the committed digitsnet tables lack the
+pairs that fail on GVSOC with this toolchain (listed under each table's `failed`).
+
 Command:  .venv/bin/python tools/freebits.py configs/demo_measured.py
 Expected: runs/demo_measured/report.md with Table I, the Pareto plots and the per-layer diffs on both measured targets.
 """
