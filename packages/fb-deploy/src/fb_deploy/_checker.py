@@ -24,6 +24,8 @@ from fb_deploy._dory_graph import (
     load_model_dir,
     parse,
 )
+from fb_deploy._errors import DeployError
+from fb_deploy._export import read_golden
 from fb_deploy._integer_network import grid
 from fb_deploy._integerize import packing_multiple
 from fb_deploy._memory import l2_findings
@@ -76,6 +78,7 @@ def check_model(path: str | os.PathLike) -> list[Finding]:
         _requant_overflow_rules(graph, err, warn, proven=(Path(directory) / "integer_network.json").exists())
         if config:
             _config_rules(graph, config, Path(directory), err, warn)
+            _golden_rules(graph, config, Path(directory), err)
             out.extend(l2_findings(graph, config))
     return sorted(out, key=lambda f: f.severity != "error")
 
@@ -336,6 +339,25 @@ def _acc_bound(layer) -> int:
     x_max = 2 ** (layer.in_bits[0] - 1) if layer.in_signed[0] else 2 ** layer.in_bits[0] - 1
     acc = fan * x_max * 2 ** (layer.weight_bits - 1)
     return acc + (max(_magnitudes(layer.bias)) if layer.bias is not None and np.size(layer.bias) else 0)
+
+
+def _golden_rules(graph, config, directory: Path, err) -> None:
+    """Every golden file present holds integers, as many as its tensor has (DORY compares them one by one)."""
+    n = config.get("n_inputs", 1)
+    sizes = {"input.txt" if n == 1 else f"input_{k}.txt": graph.shapes.get(graph.input_name) for k in range(n)}
+    for i, layer in enumerate(graph.layers):
+        for k in range(n):
+            sizes[f"out_layer{i}.txt" if n == 1 else f"out_{k}_layer{i}.txt"] = layer.out_shape
+    for name, shape in sizes.items():
+        if not (directory / name).exists():
+            continue  # the golden-files rule reports it
+        try:
+            values = read_golden(directory / name)
+        except DeployError as exc:
+            err("golden-values", name, str(exc).split(": ", 1)[-1])
+            continue
+        if shape and values.size != int(np.prod(shape)):
+            err("golden-values", name, f"{values.size} values for a tensor of shape {list(shape)}")
 
 
 def _config_rules(graph, config, directory: Path, err, warn) -> None:

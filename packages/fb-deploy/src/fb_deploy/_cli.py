@@ -12,6 +12,7 @@ import onnx
 
 from fb_deploy._adapters import run_dory, run_gvsoc
 from fb_deploy._checker import check_model, errors
+from fb_deploy._cli_errors import Group
 from fb_deploy._dory_graph import load_model_dir, parse
 from fb_deploy._errors import DeployError
 from fb_deploy._export import DEFAULT_CODE_RESERVED, export_dory
@@ -56,7 +57,7 @@ def _load_network(path: Path, requant_bits: str, max_shift: int | None = None) -
     return integerize(QuantizedNetwork.load(path), _requant_bits(requant_bits), max_shift)
 
 
-@click.group()
+@click.group(cls=Group)
 @click.version_option(package_name="fb-deploy")
 def main() -> None:
     """Free Bits deployment: integer networks for DORY on PULP microcontrollers."""

@@ -115,6 +115,8 @@ def verify(
     report = VerifyReport(str(directory), len(graph.layers), max_steps=max_steps)
     c, h, w = graph.shapes[graph.input_name]
     x = read_golden(directory / "input.txt")
+    if x.size != c * h * w:
+        raise DeployError(f"{directory / 'input.txt'}: {x.size} values, the input [{h}, {w}, {c}] needs {c * h * w}")
     lo, hi = grid(int(config.get("input_bits", 8)), bool(config.get("input_signed", False)))
     if not config.get("input_signed", False) and x.min() < 0:
         x = x % 256
@@ -134,6 +136,11 @@ def verify(
     net_path = directory / "integer_network.json"
     if net_path.exists():
         net = IntegerNetwork.load(net_path)
+        if len(net.layers) != len(graph.layers):
+            raise DeployError(
+                f"{onnx_path}: {len(graph.layers)} DORY layers, but {net_path.name} has {len(net.layers)}; "
+                "the model is not the integer network beside it"
+            )
         if n_random > 0:
             rng = np.random.default_rng(seed)
             lo, hi = grid(net.input_bits, net.input_signed)
