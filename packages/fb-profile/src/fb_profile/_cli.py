@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from fb_profile._cli_errors import Group
 from fb_profile._constants import FREE, builtin_constants, save_constants
 from fb_profile._layers import builtin_network, layer_counts, layer_types_of, network_layers
 from fb_profile._plot import plot_throughput
@@ -52,7 +53,7 @@ def _fail(exc: Exception) -> click.ClickException:
     return click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
-@click.group()
+@click.group(cls=Group)
 def main() -> None:
     """Latency profiling for Free Bits: per-layer-type latency tables on PULP targets."""
 

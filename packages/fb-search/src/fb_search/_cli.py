@@ -12,7 +12,9 @@ from fb_schema import LatencyTable, MissingLatencyError, NetConfig, SchemaError
 from fb_schema.topologies import get_topology
 from fb_search import _api
 from fb_search._checkpoint import load_checkpoint
+from fb_search._cli_errors import Group
 from fb_search._data import get_data
+from fb_search._distributed import maybe_initialize
 from fb_search._latency_objective import OBJECTIVES
 from fb_search.recipes import get_recipe
 
@@ -74,9 +76,13 @@ steps_opt = click.option("--steps", default=None, type=click.IntRange(1), help="
 recipe_opt = click.option("--recipe", default="digits", show_default=True)
 
 
-@click.group()
+@click.group(cls=Group)
 def main() -> None:
     """Bayesian Bits search and TQT fine-tuning (Free Bits, arXiv 2307.02894)."""
+    try:
+        maybe_initialize()  # multi-host: before any JAX work (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, ...)
+    except (ValueError, RuntimeError) as exc:
+        raise click.ClickException(f"multi-host start: {str(exc).splitlines()[0]}") from None
 
 
 @main.command("layer-types")
