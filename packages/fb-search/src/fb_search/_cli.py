@@ -123,7 +123,10 @@ def train_float(network, width, resolution, num_classes, data_name, data_dir, st
         return
     ckpt = _api.train_float(topo, data, steps, seed, Path(out_dir) / "checkpoints", recipe)
     _, meta = load_checkpoint(ckpt)
-    click.echo(f"float {network}: val accuracy {meta['val_accuracy']:.4f} ({meta['val_errors']} errors) -> {ckpt}")
+    loss = f"train loss {meta['train_loss']:.6f}, " if meta.get("train_loss") is not None else ""
+    click.echo(
+        f"float {network}: {loss}val accuracy {meta['val_accuracy']:.4f} ({meta['val_errors']} errors) -> {ckpt}"
+    )
 
 
 @main.command()
