@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fb_schema import NetConfig, Precision, QuantizedNetwork, write_atomic
+from fb_schema import NetConfig, Precision, QuantizedNetwork, grid, max_abs, write_atomic
 from fb_schema.topologies import INPUT, tinynet
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "golden_tinynet.json"
@@ -22,7 +22,7 @@ BITS = {"conv0": (8, 8), "dw1": (4, 4), "fc": (4, 4)}  # (b_in, b_wt)
 
 
 def quant(x, scale, bits, signed):
-    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    lo, hi = grid(bits, signed)
     return np.clip(np.round(x / scale), lo, hi) * scale
 
 
@@ -109,7 +109,7 @@ def main() -> None:
             signed = layer.act == "none" and bool((y < 0).any())
             if layer.act == "relu6":
                 y = np.clip(y, 0, 6)
-            scale = float(np.abs(y).max()) / (2 ** (bits - 1) if signed else 2**bits - 1)
+            scale = float(np.abs(y).max()) / max_abs(bits, signed)
             tensors[layer.name] = {"bits": bits, "signed": signed, "scale": scale}
             y = quant(y, scale, bits, signed)
         values[layer.name] = y

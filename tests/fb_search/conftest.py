@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fb_search
-from fb_schema import QuantizedNetwork
+from fb_schema import QuantizedNetwork, grid
 
 MUS = (0.0, 0.01, 0.03, 0.1)
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden_tinynet.json"
@@ -16,6 +16,12 @@ GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden_tinynet.json
 @pytest.fixture(scope="session")
 def digits():
     return fb_search.load_digits_data()
+
+
+@pytest.fixture(scope="session")
+def untrained_ckpt(digits, tmp_path_factory) -> str:
+    """A float digitsnet checkpoint after one step: for tests that need a checkpoint, not a trained network."""
+    return fb_search.train_float("digitsnet", digits, 1, 0, tmp_path_factory.mktemp("untrained") / "checkpoints")
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +44,7 @@ def pipeline(digits, tmp_path_factory):
 
 
 def _quant(x, scale, bits, signed):
-    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    lo, hi = grid(bits, signed)
     return np.clip(np.round(x / scale), lo, hi) * scale
 
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from fb_deploy._reference import conv_float, window_sum
-from fb_schema import NetConfig, QuantizedNetwork, write_atomic
+from fb_schema import NetConfig, QuantizedNetwork, grid, max_abs, write_atomic
 from fb_schema.topologies import INPUT, Topology
 
 
 def _quant(x: np.ndarray, scale, bits: int, signed: bool) -> np.ndarray:
-    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    lo, hi = grid(bits, signed)
     return np.clip(np.round(x / scale), lo, hi) * scale
 
 
@@ -119,7 +119,7 @@ def random_quantized_network(
             if layer.act == "relu6":
                 y = np.clip(y, 0, 6)
             signed = bool((y < 0).any())
-            scale = max(float(np.abs(y).max()), 1e-6) / (2 ** (bits - 1) if signed else 2**bits - 1)
+            scale = max(float(np.abs(y).max()), 1e-6) / max_abs(bits, signed)
             tensors[name] = {"bits": bits, "signed": signed, "scale": scale}
             y = _quant(y, scale, bits, signed)
         values[name] = y

@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 
 from fb_deploy._errors import IntegerizationError, OverflowProofError
-from fb_deploy._integer_network import IntegerNetwork, IntLayer, grid
+from fb_deploy._integer_network import IntegerNetwork, IntLayer
 from fb_deploy._integerize import (
     ACC_BITS,
     DORY_BITS,
@@ -147,7 +147,3 @@ def single_layer_network(
         requant_bits=width,
         logit_scale=np.ones(lt.out_ch),
     )
-
-
-def input_grid(net: IntegerNetwork) -> tuple[int, int]:
-    return grid(net.input_bits, net.input_signed)
