@@ -10,9 +10,10 @@ and output step ``s_out`` (QuantLab's ``IntegerizePACTNetPass``, reference bayes
 The shift ``d`` is chosen per layer: the largest ``d <= max_shift`` for which the worst case
 ``|acc| * |mul| + |add|`` provably fits the requantization width (DORY's ``BNRelu_bits``), where
 ``|acc| <= fan_in * max|x| * max|w| + |bias|`` follows from the bit widths alone (all bound arithmetic in
-Python ints, which never wrap; non-finite BN statistics, weights or steps and ``var + eps <= 0`` are refused). A rounded multiplier ``mul``
-errs by up to ``2^b / (2 * mul)`` output steps at full scale; ``"auto"`` keeps 32 bits only when every live
-channel's ``mul >= 2^(b + 6)`` (under 1/128 of a step), otherwise it takes 64 bits and ``d`` up to 30.
+Python ints, which never wrap; non-finite BN statistics, weights or steps and ``var + eps <= 0`` are
+refused). A rounded multiplier ``mul`` errs by up to ``2^b / (2 * mul)`` output steps at full scale; ``"auto"``
+keeps 32 bits only when every live channel's ``mul >= 2^(b + 6)`` (under 1/128 of a step), otherwise it takes
+64 bits and ``d`` up to 30.
 """
 
 from __future__ import annotations
