@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 420  # both processes compile on a shared CPU; killed (never left running) beyond this
 
@@ -45,6 +47,7 @@ def test_import_does_no_jax_work():
     assert out.stdout.strip().splitlines()[-1] == "False", "importing fb_search initialized a JAX backend"
 
 
+@pytest.mark.slow  # two processes train three steps
 def test_two_processes_on_loopback_agree_on_the_loss(tmp_path):
     port = _free_port()
     args = ["train-float", "--network", "tinynet", "--steps", "3", "--out", str(tmp_path / "run")]
