@@ -15,7 +15,7 @@ Example:
 from fb_search._api import evaluate, finetune, homogeneous, layer_sensitivity, load_model, search, sweep, train_float
 from fb_search._checkpoint import load_checkpoint, load_into, save_checkpoint
 from fb_search._data import Dataset, get_data, load_digits_data
-from fb_search._distributed import data_mesh, initialize, is_main_process
+from fb_search._distributed import data_mesh, initialize, is_main_process, maybe_initialize
 from fb_search._export import export_quantized_network, load_quantized_network
 from fb_search._model import MODES, VARIANTS, BBOptions, QNet, check_config, tensor_signed, to_netconfig
 from fb_search._tfds import prepare
@@ -40,6 +40,7 @@ __all__ = [
     "data_mesh",
     "initialize",
     "is_main_process",
+    "maybe_initialize",
     "prepare",
     "check_config",
     "depthwise_taps",
