@@ -8,7 +8,7 @@ selection by latency target or accuracy margin, a per-layer diff, and an exact l
 """
 
 from fb_heuristic._diff import LayerDiff, diff, format_diff
-from fb_heuristic._free_bits import best_pair, free_bits, network_latency
+from fb_heuristic._free_bits import best_pair, deployable_latency, free_bits, network_latency
 from fb_heuristic._knapsack import KnapsackResult, knapsack, knapsack_front
 from fb_heuristic._select import Scored, homogeneous, hypervolume, pareto_front, score, select
 
@@ -19,6 +19,7 @@ __all__ = [
     "LayerDiff",
     "Scored",
     "best_pair",
+    "deployable_latency",
     "diff",
     "format_diff",
     "free_bits",

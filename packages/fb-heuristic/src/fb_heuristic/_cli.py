@@ -10,7 +10,7 @@ import click
 
 from fb_heuristic._cli_errors import Group
 from fb_heuristic._diff import diff, format_diff
-from fb_heuristic._free_bits import free_bits, network_latency
+from fb_heuristic._free_bits import deployable_latency, free_bits, network_latency
 from fb_heuristic._knapsack import knapsack
 from fb_heuristic._select import check_same_network, pareto_front, select
 from fb_schema import LatencyTable, MissingLatencyError, NetConfig, SchemaError
@@ -49,19 +49,30 @@ def main() -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--allowed", default=None, help="Bit widths the result may use, e.g. 2,4,8 (default: the table's).")
 @click.option("--skip-missing", is_flag=True, help="Keep layers whose latency entries are missing unchanged.")
+@click.option("--unavailable", is_flag=True,
+              help="Read pairs missing from TABLE as ones the target cannot run: never move to one, move a layer "
+                   "off one to the fastest available more precise pair.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the per-layer diff as JSON.")
-def apply(config: Path, table: Path, output: Path, allowed, skip_missing: bool, as_json: bool) -> None:
+def apply(config: Path, table: Path, output: Path, allowed, skip_missing: bool, unavailable: bool,
+          as_json: bool) -> None:  # fmt: skip
     """Raise each layer of CONFIG to its fastest at-least-as-precise pair in TABLE; write OUTPUT."""
     allowed_bits = _bits(allowed) if allowed else None
     lt = _load(LatencyTable, table)
     # The input may use any width the table knows; --allowed restricts only where layers may move.
     net = _load(NetConfig, config, tuple(sorted(set(lt.target.allowed_bits) | set(allowed_bits or ()))))
+    if skip_missing and unavailable:
+        raise click.UsageError("give at most one of --skip-missing and --unavailable")
+    mode = "unavailable" if unavailable else "keep" if skip_missing else "error"
     try:
-        result = free_bits(net, lt, allowed_bits, "keep" if skip_missing else "error")
+        result = free_bits(net, lt, allowed_bits, mode)
     except MissingLatencyError as exc:
-        raise click.ClickException(f"{exc} (use --skip-missing to keep such layers unchanged)") from None
+        raise click.ClickException(f"{exc} (use --skip-missing or --unavailable)") from None
     result.save(output)
-    rows = diff(net, result, lt)
+    stuck = result.provenance.get("not_deployable", [])
+    if stuck:
+        click.echo(f"not deployable on {lt.target.name}: no available pair for {', '.join(stuck)}", err=True)
+    both = deployable_latency(net, lt) is not None and not stuck
+    rows = diff(net, result, lt if both else None)  # latencies only where both configs can run
     if as_json:
         click.echo(json.dumps([r.to_json() for r in rows], indent=2))
     else:
