@@ -54,6 +54,9 @@ def plan(cfg: PipelineConfig, out: Path, source: str | None = None) -> str:
         f"7. TQT fine-tuning: {_steps(cfg.finetune_steps)} per selected/baseline config",
         "8. integerize, DORY export, check, verify" + ("; run every network on GVSOC" if cfg.gvsoc else ""),
         "9. report.md, results.json, plots",
+        "a pair missing from (or failed in) a target's table is not deployable there: free bits never moves to it and"
+        " moves layers off it; selection takes only deployable configs; a table that lacks pairs skips the"
+        " latency-aware search and the knapsack on its target",
     ]
     if isinstance(data, str):  # planned before the data was prepared: the run itself would stop here
         lines.append(f"warning: {data}")
@@ -112,7 +115,12 @@ def write_results(run: Run, data, candidates, selection, finetuned, deployed) ->
         "slugs": {t: cfg.target_slug(t) for t in cfg.targets},
         # Paths are relative to the run directory, so the run can be read and resumed from any cwd.
         "tables": {
-            t: {"path": run.rel(run.table_path(t)), "sha256": tables[t].sha256(), **_source(tables[t])}
+            t: {
+                "path": run.rel(run.table_path(t)),
+                "sha256": tables[t].sha256(),
+                **_source(tables[t]),
+                "unavailable_pairs": stages.missing_pairs(tables[t], cfg.allowed_bits),
+            }
             for t in cfg.targets
         },  # fmt: skip
         "configs": {c.id: _config_record(c, nets[c.id], tables, run.rel(c.path)) for c in candidates},
@@ -142,7 +150,7 @@ def write_results(run: Run, data, candidates, selection, finetuned, deployed) ->
 
 
 def _config_record(c, net: NetConfig, tables, path: str) -> dict:
-    from fb_heuristic import network_latency
+    from fb_heuristic import deployable_latency
 
     return {
         "path": path,
@@ -153,7 +161,13 @@ def _config_record(c, net: NetConfig, tables, path: str) -> dict:
         "target": c.target,
         "val_accuracy": net.metrics["val_accuracy"],
         "bops": net.bops(),
-        "latency": {t: network_latency(net, table) for t, table in tables.items()},
+        # None: a pair of the config is missing from (failed in) that target's table, so it cannot run there.
+        "latency": {t: deployable_latency(net, table) for t, table in tables.items()},
+        **(
+            {"raised_unavailable": net.provenance["raised_unavailable"]}
+            if "raised_unavailable" in net.provenance
+            else {}
+        ),
     }
 
 

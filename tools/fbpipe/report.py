@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from fb_heuristic import diff, format_diff, hypervolume, network_latency  # noqa: E402
+from fb_heuristic import deployable_latency, diff, format_diff, hypervolume  # noqa: E402
 from fb_schema import LatencyTable, NetConfig  # noqa: E402
 from fbpipe.gvsoc import report_lines as gvsoc_report  # noqa: E402
 
@@ -33,11 +33,17 @@ def pct(x: float | None) -> str:
 
 
 def table_one(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows in the paper's Table I layout: per target, latency vs 8b/8b and accuracy at each stage."""
+    """Rows in the paper's Table I layout: per target, latency vs 8b/8b and accuracy at each stage.
+
+    A target where 8b/8b is not deployable (a pair missing from its table) has no rows: nothing compares to it.
+    A row whose config is not deployable on the target has latency None.
+    """
     rows = []
     configs = results["configs"]
     for target, picks in results["selection"].items():
         base_lat = configs["8b"]["latency"][target]
+        if base_lat is None:
+            continue
         entries = [("8b baseline", "8b")]
         entries += [(f"{k} margin" if k.endswith("pp") else "latency target", v) for k, v in picks.items()]
         entries += [("4b + FB", f"fb-{results['slugs'][target]}--4b"), ("4b baseline", "4b")]
@@ -54,7 +60,7 @@ def table_one(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "config": cid,
                     "sha256": c["sha256"],
                     "latency": c["latency"][target],
-                    "latency_vs_8b": c["latency"][target] / base_lat - 1,
+                    "latency_vs_8b": None if c["latency"][target] is None else c["latency"][target] / base_lat - 1,
                     "fq_accuracy": c["val_accuracy"],
                     "tqt_accuracy": ft.get("tqt_accuracy"),
                     "integer_accuracy": dep.get("integer_accuracy"),
@@ -68,6 +74,9 @@ def pareto_plot(results: dict[str, Any], target: str, path: Path) -> None:
     configs = results["configs"]
     base = configs["8b"]["latency"][target]
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    if base is None:  # latencies are relative to 8b/8b: without it there is nothing to place
+        configs = {}
+        ax.text(0.5, 0.5, "8b/8b is not deployable on this target", ha="center", transform=ax.transAxes)
     styles = {
         "bb-orig": ("o", "tab:blue", "BB original"),
         "bb-locked": ("s", "tab:orange", "BB locked"),
@@ -77,8 +86,8 @@ def pareto_plot(results: dict[str, Any], target: str, path: Path) -> None:
     }
     seen = set()
     for cid, c in configs.items():
-        if c.get("target") not in (None, target):
-            continue
+        if c.get("target") not in (None, target) or c["latency"][target] is None:
+            continue  # another target's, or not deployable here
         x, y = c["latency"][target] / base, 100 * c["val_accuracy"]
         kind = "fb" if cid.startswith("fb-") else c["method"]
         if cid in ("8b", "4b"):
@@ -89,7 +98,7 @@ def pareto_plot(results: dict[str, Any], target: str, path: Path) -> None:
         ax.scatter([x], [y], marker=marker, color=color, label=None if kind in seen else label, zorder=3)
         seen.add(kind)
         parent = configs.get(c.get("parent") or "")
-        if kind == "fb" and parent is not None:
+        if kind == "fb" and parent is not None and parent["latency"][target] is not None:
             px, py = parent["latency"][target] / base, 100 * parent["val_accuracy"]
             if (px, py) != (x, y):
                 ax.annotate("", (x, y), (px, py), arrowprops={"arrowstyle": "->", "color": "grey", "lw": 0.8})
@@ -97,7 +106,8 @@ def pareto_plot(results: dict[str, Any], target: str, path: Path) -> None:
     ax.set_ylabel("validation accuracy [%] (before fine-tuning)")
     ax.set_title(f"{results['network']} on {target}")
     ax.grid(alpha=0.3)
-    ax.legend(loc="best")
+    if seen:
+        ax.legend(loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -117,11 +127,11 @@ def hypervolumes(results: dict[str, Any], reference: tuple[float, float]) -> dic
     for target in results["slugs"]:
         base = results["configs"]["8b"]["latency"][target]
         out[target] = {}
-        for source, member in SOURCES.items():
+        for source, member in SOURCES.items() if base is not None else ():
             points = [
                 (c["latency"][target] / base, c["val_accuracy"])
                 for cid, c in results["configs"].items()
-                if member(cid, c) and c.get("target") in (None, target)
+                if member(cid, c) and c.get("target") in (None, target) and c["latency"][target] is not None
             ]
             if points:
                 out[target][source] = hypervolume(points, reference)
@@ -143,9 +153,10 @@ def write_report(results: dict[str, Any], out: Path) -> str:
     ]
     for r in results["table1"]:
         lines.append(
-            f"| {r['target']} | {r['row']} | `{r['config']}` | {r['latency']:,} | {r['latency_vs_8b']:+.1%} "
+            f"| {r['target']} | {r['row']} | `{r['config']}` | {_cycles(r['latency'])} | {_rel(r['latency_vs_8b'])} "
             f"| {pct(r['fq_accuracy'])} | {pct(r['tqt_accuracy'])} | {pct(r['integer_accuracy'])} |"
         )
+    lines += _deployability(results)
     lines += ["", "## Pareto fronts", ""]
     for target, slug in results["slugs"].items():
         lines.append(f"![{target}](pareto_{slug}.png)")
@@ -171,7 +182,7 @@ def write_report(results: dict[str, Any], out: Path) -> str:
     ]
     for f in results["fb_effect"]:
         lines.append(
-            f"| {f['target']} | `{f['parent']}` | `{f['child']}` | {f['latency_change']:+.1%} | "
+            f"| {f['target']} | `{f['parent']}` | `{f['child']}` | {_fb_change(f)} | "
             f"{100 * f['accuracy_change']:+.2f} | {f['layers_raised']} |"
         )
     lines += [
@@ -194,10 +205,11 @@ def write_report(results: dict[str, Any], out: Path) -> str:
     lines += ["## Reproducibility", "", "| config | sha256 | method | seed |", "|---|---|---|---|"]
     for cid, c in results["configs"].items():
         lines.append(f"| `{cid}` | `{c['sha256'][:16]}…` | {c['method']} | {c['seed']} |")
-    lines += ["", "Every latency above comes from these tables:", "", "| target | table | sha256 | measured on |",
-              "|---|---|---|---|"]  # fmt: skip
+    lines += ["", "Every latency above comes from these tables:", "",
+              "| target | table | sha256 | measured on | unavailable pairs |", "|---|---|---|---|---:|"]  # fmt: skip
     for target, t in results["tables"].items():
-        lines.append(f"| {target} | `{t['path']}` | `{t['sha256'][:16]}…` | {t.get('source', 'the built-in model')} |")
+        lines.append(f"| {target} | `{t['path']}` | `{t['sha256'][:16]}…` | {t.get('source', 'the built-in model')} "
+                     f"| {t.get('unavailable_pairs', 0)} |")  # fmt: skip
     lines += [
         "",
         "Package versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()),
@@ -225,16 +237,61 @@ def fb_effect(candidates, nets: dict[str, NetConfig], tables: dict[str, LatencyT
         if c.parent is None:
             continue
         parent, child, table = nets[c.parent], nets[c.id], tables[c.target]
-        before, after = network_latency(parent, table), network_latency(child, table)
+        before, after = deployable_latency(parent, table), deployable_latency(child, table)
         raised = sum(a.precision != b.precision for a, b in zip(parent.layers, child.layers))
         out.append(
             {
                 "target": c.target,
                 "parent": c.parent,
                 "child": c.id,
-                "latency_change": after / before - 1,
+                # None when either cannot run on the target; "after" alone when only the child can
+                "latency_change": after / before - 1 if before is not None and after is not None else None,
+                "latency_after": after,
                 "accuracy_change": child.metrics["val_accuracy"] - parent.metrics["val_accuracy"],
                 "layers_raised": raised,
             }
         )
     return out
+
+
+def _cycles(x: int | None) -> str:
+    return "not deployable" if x is None else f"{x:,}"
+
+
+def _rel(x: float | None) -> str:
+    return "–" if x is None else f"{x:+.1%}"
+
+
+def _fb_change(f: dict[str, Any]) -> str:
+    if f["latency_change"] is not None:
+        return f"{f['latency_change']:+.1%}"
+    if f.get("latency_after") is not None:
+        return f"parent not deployable → {f['latency_after']:,} cycles"
+    return "not deployable"
+
+
+def _deployability(results: dict[str, Any]) -> list[str]:
+    """Per target with unavailable pairs: the rule, and which candidates it leaves out or made deployable."""
+    lines = []
+    for target, t in results["tables"].items():
+        if not t.get("unavailable_pairs"):
+            continue
+        configs = results["configs"]
+        mine = {cid: c for cid, c in configs.items() if c.get("target") in (None, target)}
+        out = [cid for cid, c in mine.items() if c["latency"][target] is None]
+        raised = [cid for cid, c in mine.items() if c.get("raised_unavailable") and c.get("target") == target]
+        lines += [
+            "",
+            f"**{target}**: its table lacks {t['unavailable_pairs']} pairs (kernels that fail there; the table's "
+            "`failed`). A pair missing from a target's table is not deployable on that target: free bits never "
+            "moves a layer to one and moves a layer off one to the fastest available more precise pair; selection "
+            "takes only deployable configs; the latency-aware search and the knapsack are skipped on this target. "
+            f"Not deployable here ({len(out)} of {len(mine)}): " + (", ".join(f"`{c}`" for c in out) or "none") + ".",
+        ]
+        if raised:
+            lines.append("Made deployable by raising layers off unavailable pairs: " + ", ".join(
+                f"`{c}` ({', '.join(f'{k} {a}→{b}' for k, (a, b) in configs[c]['raised_unavailable'].items())})"
+                for c in raised) + ".")  # fmt: skip
+        if results["configs"]["8b"]["latency"][target] is None:
+            lines.append("8b/8b is not deployable here, so no configuration is selected for this target.")
+    return lines

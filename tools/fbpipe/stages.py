@@ -11,11 +11,29 @@ import numpy as np
 import fb_deploy
 import fb_profile
 import fb_search
-from fb_heuristic import free_bits, homogeneous, knapsack, network_latency, select
-from fb_schema import LatencyTable, NetConfig, QuantizedNetwork, read_json, write_json
+from fb_heuristic import deployable_latency, free_bits, homogeneous, knapsack, network_latency, select
+from fb_schema import LatencyTable, NetConfig, Precision, QuantizedNetwork, all_pairs, read_json, write_json
 from fbpipe.run import Candidate, Run, with_accuracy
 
 KNAPSACK_BINS = 4096
+
+
+def missing_pairs(table: LatencyTable, bits) -> int:
+    """How many (layer type, pair) points ``table`` lacks: pairs its target cannot run (see ``unavailable``)."""
+    pairs = all_pairs(tuple(sorted(set(bits))))
+    return sum(
+        not table.has(key, p)
+        for key, lt in table.layer_types.items()
+        for p in (pairs if lt.configurable else [Precision(b, None) for b in sorted(set(bits))])
+    )
+
+
+def skip_incomplete(run: Run, table: LatencyTable, target: str, what: str) -> bool:
+    """True (and says so) when ``target``'s table lacks pairs: ``what`` needs a latency for every pair."""
+    n = missing_pairs(table, run.cfg.allowed_bits)
+    if n:
+        click.echo(f"      {run.cfg.target_slug(target)}: {what} skipped (its table lacks {n} pairs)")
+    return bool(n)
 
 
 def train_float(run: Run, data) -> str:
@@ -72,6 +90,8 @@ def search(run: Run, data, float_ckpt: str) -> list[Candidate]:
             path = run.out / "configs" / f"{cid}.json"
             out.append(Candidate(cid, path, net.provenance["checkpoint"], key=f"search/{cid}"))
     for target, table in run.tables().items() if run.cfg.latency_mus else ():
+        if skip_incomplete(run, table, target, "latency-aware search"):
+            continue
         slug = run.cfg.target_slug(target)
         for variant in run.cfg.latency_variants:
             for mu in run.cfg.latency_mus:
@@ -85,7 +105,11 @@ def search(run: Run, data, float_ckpt: str) -> list[Candidate]:
 
 
 def profile(run: Run) -> None:
-    """One latency table per target over the network's layer types (fb-profile's cache makes re-runs cheap)."""
+    """One latency table per target over the network's layer types (fb-profile's cache makes re-runs cheap).
+
+    A measured table may lack pairs (kernels that fail on the target, listed under its ``failed``): such a pair
+    is not deployable on that target, and the later stages treat it so.
+    """
     types = fb_profile.layer_types_of(run.topology)
     for target in run.cfg.targets:
         path = run.table_path(target)
@@ -93,23 +117,27 @@ def profile(run: Run) -> None:
         def compute(target=target, path=path):
             table = fb_profile.sweep(types, target=target, allowed_bits=run.cfg.allowed_bits,
                                      cache_dir=run.out / "tables" / ".cache", progress=run.progress)  # fmt: skip
-            if table.failed:  # a measured table without every point: the search and the heuristic need them all
-                f = table.failed[0]
-                raise click.ClickException(
-                    f"{target}: {len(table.failed)} of {len(table.failed) + len(table.entries)} points have no "
-                    f"latency (first: {f['layer_type']} ({f['b_in']}, {f['b_wt']}): {f['error']}); the pipeline "
-                    "needs every pair of every layer type"
-                )
             table.save(path)
             click.echo(f"      wrote {path.name} ({len(table.entries)} entries)")
+            _say_unavailable(run, table)
             return None, [path]
 
         def load(path=path):
-            LatencyTable.load(path)
-            click.echo(f"      reusing {path.name}")
+            _say_unavailable(run, LatencyTable.load(path), f"reusing {path.name}")
 
         inputs = {"target": target, "allowed_bits": run.cfg.allowed_bits, "layer_types": sorted(types)}
         run.cached(f"table/{run.cfg.target_slug(target)}", inputs, compute, load)
+
+
+def _say_unavailable(run: Run, table: LatencyTable, head: str = "") -> None:
+    n = missing_pairs(table, run.cfg.allowed_bits)
+    if head:
+        click.echo(f"      {head}")
+    if n:
+        f = table.failed[0] if table.failed else None
+        first = f", first {f['layer_type']} ({f['b_in']}, {f['b_wt']})" if f else ""
+        click.echo(f"      {table.target.name}: {n} pairs unavailable (failed there{first}): a config using one "
+                   "is not deployable on this target")  # fmt: skip
 
 
 def homogeneous_candidates(run: Run, data, float_ckpt: str) -> list[Candidate]:
@@ -138,15 +166,18 @@ def apply_free_bits(run: Run, data, parents: list[Candidate]) -> list[Candidate]
     children = []
     for target, table in run.tables().items():
         slug = run.cfg.target_slug(target)
+        # A complete table keeps the plain rule (and the records of earlier runs); else unavailable pairs are not
+        # deployable: never moved to, and moved off to the fastest available more precise pair.
+        mode = "unavailable" if missing_pairs(table, run.cfg.allowed_bits) else "error"
         for parent in parents:
             if parent.id == "8b" or parent.target not in (None, target):
                 continue  # nothing is more precise than 8b/8b; latency-aware configs belong to one target
             cid = f"fb-{slug}--{parent.id}"
             path = run.out / "configs" / f"{cid}.json"
 
-            def compute(parent=parent, table=table, path=path):
+            def compute(parent=parent, table=table, path=path, mode=mode):
                 before = parent.load(run.cfg.allowed_bits)
-                net = free_bits(before, table, run.cfg.allowed_bits)
+                net = free_bits(before, table, run.cfg.allowed_bits, mode)
                 if net.precisions() == before.precisions():
                     acc = before.metrics["val_accuracy"]  # unchanged: same network, same score
                 else:
@@ -156,11 +187,20 @@ def apply_free_bits(run: Run, data, parents: list[Candidate]) -> list[Candidate]
                 return net, [path]
 
             inputs = {"upstream": run.upstream(parent.key, f"table/{slug}"), "allowed_bits": run.cfg.allowed_bits}
+            if mode != "error":
+                inputs["on_missing"] = mode
             net = run.cached(f"free-bits/{cid}", inputs, compute,
                              lambda p=path: NetConfig.load(p, run.cfg.allowed_bits))  # fmt: skip
-            before_lat = network_latency(parent.load(run.cfg.allowed_bits), table)
-            after_lat = network_latency(net, table)
-            click.echo(f"      {cid:<40} lat {after_lat / before_lat - 1:+6.1%}  acc {net.metrics['val_accuracy']:.2%}")
+            before_lat = deployable_latency(parent.load(run.cfg.allowed_bits), table)
+            after_lat = deployable_latency(net, table)
+            if after_lat is None:
+                lat = "not deployable (" + ", ".join(net.provenance.get("not_deployable", [])) + ")"
+            elif before_lat is None:
+                raised = len(net.provenance.get("raised_unavailable", {}))
+                lat = f"{after_lat:,} cycles (parent not deployable; {raised} layers raised off unavailable pairs)"
+            else:
+                lat = f"lat {after_lat / before_lat - 1:+6.1%}"
+            click.echo(f"      {cid:<40} {lat}  acc {net.metrics['val_accuracy']:.2%}")
             children.append(Candidate(cid, path, parent.checkpoint, parent.id, target, f"free-bits/{cid}"))
     return children
 
@@ -177,6 +217,8 @@ def knapsack_candidates(run: Run, data, bb: list[Candidate]) -> list[Candidate]:
     out = []
     base = NetConfig.homogeneous(run.topology, 8, 8)
     for target, table in run.tables().items():
+        if skip_incomplete(run, table, target, "knapsack"):
+            continue
         slug = run.cfg.target_slug(target)
         for fraction in run.cfg.knapsack_budgets:
             cid = f"ks-{slug}-{fraction:g}"
@@ -207,14 +249,26 @@ def knapsack_candidates(run: Run, data, bb: list[Candidate]) -> list[Candidate]:
 
 
 def choose(run: Run, candidates: list[Candidate]) -> dict[str, dict[str, str]]:
-    """Per target: the fastest config within each accuracy margin of 8b/8b, and the best under a latency target."""
+    """Per target: the fastest config within each accuracy margin of 8b/8b, and the best under a latency target.
+
+    Only configs deployable on the target (every pair in its table) are considered; with 8b/8b not deployable
+    there is no reference, and nothing is selected for that target.
+    """
     nets = {c.id: c.load(run.cfg.allowed_bits) for c in candidates}
     ids = {id(n): cid for cid, n in nets.items()}
     chosen: dict[str, dict[str, str]] = {}
     for target, table in run.tables().items():
-        pool = [nets[c.id] for c in candidates if c.target in (None, target) and c.id != "8b"]
+        ok = [
+            c.id for c in candidates if c.target in (None, target) and deployable_latency(nets[c.id], table) is not None
+        ]
+        pool = [nets[cid] for cid in ok if cid != "8b"]
         base = nets["8b"]
         picks = {}
+        if "8b" not in ok:
+            click.echo(f"      {run.cfg.target_slug(target)}: 8b/8b is not deployable there ({len(ok)} deployable "
+                       "candidates); nothing selected")  # fmt: skip
+            chosen[target] = picks
+            continue
         for margin in run.cfg.margins_pp:
             picks[f"{margin:g}pp"] = ids[id(select(pool, table, base, max_accuracy_drop_pp=margin).config)]
         budget = int(network_latency(base, table) * run.cfg.latency_target_fraction)
