@@ -54,10 +54,13 @@ def plan(cfg: PipelineConfig, out: Path, source: str | None = None) -> str:
         f"7. TQT fine-tuning: {_steps(cfg.finetune_steps)} per selected/baseline config",
         "8. integerize, DORY export, check, verify" + ("; run every network on GVSOC" if cfg.gvsoc else ""),
         "9. report.md, results.json, plots",
-        "a pair missing from (or failed in) a target's table is not deployable there: free bits never moves to it and"
-        " moves layers off it; selection takes only deployable configs; a table that lacks pairs skips the"
-        " latency-aware search and the knapsack on its target",
     ]
+    if any(t.startswith("table:") for t in cfg.targets):  # measured tables may lack pairs
+        lines.append(
+            "a pair missing from (or failed in) a target's table is not deployable there: free bits never moves to "
+            "it and moves layers off it; selection takes only deployable configs; a table that lacks pairs skips "
+            "the latency-aware search and the knapsack on its target"
+        )
     if isinstance(data, str):  # planned before the data was prepared: the run itself would stop here
         lines.append(f"warning: {data}")
     return "\n".join(lines)
@@ -119,7 +122,7 @@ def write_results(run: Run, data, candidates, selection, finetuned, deployed) ->
                 "path": run.rel(run.table_path(t)),
                 "sha256": tables[t].sha256(),
                 **_source(tables[t]),
-                "unavailable_pairs": stages.missing_pairs(tables[t], cfg.allowed_bits),
+                **_unavailable(tables[t], cfg.allowed_bits),
             }
             for t in cfg.targets
         },  # fmt: skip
@@ -169,6 +172,12 @@ def _config_record(c, net: NetConfig, tables, path: str) -> dict:
             else {}
         ),
     }
+
+
+def _unavailable(table, bits) -> dict:
+    """``unavailable_pairs`` of a table that lacks some (a complete table's record stays as it was)."""
+    n = stages.missing_pairs(table, bits)
+    return {"unavailable_pairs": n} if n else {}
 
 
 def _source(table) -> dict:

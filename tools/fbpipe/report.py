@@ -205,11 +205,15 @@ def write_report(results: dict[str, Any], out: Path) -> str:
     lines += ["## Reproducibility", "", "| config | sha256 | method | seed |", "|---|---|---|---|"]
     for cid, c in results["configs"].items():
         lines.append(f"| `{cid}` | `{c['sha256'][:16]}…` | {c['method']} | {c['seed']} |")
+    gaps = any(
+        t.get("unavailable_pairs") for t in results["tables"].values()
+    )  # the column only where it says something
     lines += ["", "Every latency above comes from these tables:", "",
-              "| target | table | sha256 | measured on | unavailable pairs |", "|---|---|---|---|---:|"]  # fmt: skip
+              "| target | table | sha256 | measured on |" + (" unavailable pairs |" if gaps else ""),
+              "|---|---|---|---|" + ("---:|" if gaps else "")]  # fmt: skip
     for target, t in results["tables"].items():
-        lines.append(f"| {target} | `{t['path']}` | `{t['sha256'][:16]}…` | {t.get('source', 'the built-in model')} "
-                     f"| {t.get('unavailable_pairs', 0)} |")  # fmt: skip
+        lines.append(f"| {target} | `{t['path']}` | `{t['sha256'][:16]}…` | {t.get('source', 'the built-in model')} |"
+                     + (f" {t.get('unavailable_pairs', 0)} |" if gaps else ""))  # fmt: skip
     lines += [
         "",
         "Package versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()),
@@ -244,9 +248,9 @@ def fb_effect(candidates, nets: dict[str, NetConfig], tables: dict[str, LatencyT
                 "target": c.target,
                 "parent": c.parent,
                 "child": c.id,
-                # None when either cannot run on the target; "after" alone when only the child can
+                # None when either cannot run on the target (then latency_after says whether the child can)
                 "latency_change": after / before - 1 if before is not None and after is not None else None,
-                "latency_after": after,
+                **({"latency_after": after} if before is None or after is None else {}),
                 "accuracy_change": child.metrics["val_accuracy"] - parent.metrics["val_accuracy"],
                 "layers_raised": raised,
             }
