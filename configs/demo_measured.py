@@ -5,12 +5,18 @@ GVSOC kit, toolchain kit-gcc12; see tables/gvsoc/README.md), read through fb-pro
 is re-measured and no model number enters. report.md names the table, its sha256 and where it was measured for
 every target.
 
-The search and the heuristic need every pair of every layer type, so the pipeline stops at the latency tables,
-with one line naming the first missing point, while a table lacks points: the committed digitsnet tables lack the
-pairs that fail on GVSOC with this toolchain (listed under each table's `failed`).
+The committed digitsnet tables lack the pairs that fail on GVSOC with this toolchain (kernels that compute wrong
+results or hang; listed under each table's `failed`: depthwise with 2-bit weights, the 1-channel stem when
+activations are wider than weights, linear at 2 bits, and on XpulpNN every linear pair). The rule: a pair missing
+from (or failed in) a target's table is not deployable on that target. Free bits never moves a layer to such a pair
+and moves a layer off one to the fastest available more precise pair (recorded as `raised_unavailable`); selection
+per target takes only configs deployable there; the latency-aware search and the knapsack (which need a latency
+for every pair) are skipped on targets whose table lacks pairs; report.md lists the non-deployable candidates.
 
 Command:  .venv/bin/python tools/freebits.py configs/demo_measured.py
-Expected: runs/demo_measured/report.md with Table I, the Pareto plots and the per-layer diffs on both measured targets.
+Expected: runs/demo_measured/report.md with Table I, the Pareto plot and the per-layer diffs on XpulpV2 (17
+unavailable pairs); on XpulpNN (22 unavailable pairs, among them all 9 linear pairs) no configuration is
+deployable, so nothing is selected there and the report says so.
 """
 
 from pathlib import Path
