@@ -68,15 +68,18 @@ def test_measured_demo_reads_the_committed_gvsoc_tables():
     assert all(Path(t.removeprefix("table:")).is_file() for t in cfg.targets)
 
 
-def test_incomplete_measured_table_stops_the_pipeline_with_one_line(tmp_path):
+def test_incomplete_measured_table_is_accepted_with_its_unavailable_pairs(tmp_path, capsys):
     from fbpipe.config import PipelineConfig
     from fbpipe.run import Run
-    from fbpipe.stages import profile
+    from fbpipe.stages import missing_pairs, profile
+
+    from fb_schema import LatencyTable
 
     table = ROOT / "tables" / "gvsoc" / "digitsnet_gvsoc-xpulpv2-kit-gcc12.json"
     run = Run(PipelineConfig(name="t", targets=(f"table:{table}",)), tmp_path / "run")
-    with pytest.raises(click.ClickException) as info:
-        profile(run)
-    message = info.value.message
-    assert "points have no latency (first: conv2d_16x16x1_o16_k3x3_s1x1_p1.1.1.1_g1 (4, 2): " in message
-    assert "\n" not in message and not run.table_path(run.cfg.targets[0]).exists()
+    profile(run)  # the pairs that fail on GVSOC are not deployable there; the pipeline goes on
+    out = capsys.readouterr().out
+    assert "17 pairs unavailable (failed there, first conv2d_16x16x1_o16_k3x3_s1x1_p1.1.1.1_g1 (4, 2))" in out
+    written = LatencyTable.load(run.table_path(run.cfg.targets[0]))
+    assert len(written.entries) == 61 and len(written.failed) == 17
+    assert missing_pairs(written, run.cfg.allowed_bits) == 17
