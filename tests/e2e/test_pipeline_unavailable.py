@@ -77,6 +77,7 @@ def test_incomplete_table_runs_with_the_unavailable_rule(run, capsys):
 
     # 4b/4b (the most accurate) is not deployable and must not be selected; its FB child is, within 1.5 pp
     picks = stages.choose(run, [base, b4, child])[target]
+    assert stages.deployable_ids(run, [base, b4, child], ["4b", child.id]) == [child.id]  # what is fine-tuned
     assert picks == {"0.5pp": "8b", "1.5pp": child.id}  # 264 cycles: above the latency target (0.8 × 314)
 
 

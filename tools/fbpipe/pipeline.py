@@ -90,7 +90,9 @@ def run_pipeline(cfg: PipelineConfig, out: Path, progress: bool = True, source: 
     candidates = bb + homog + children
     with run.stage(6, n, STAGES[5]):
         selection = stages.choose(run, candidates)
-    todo_ids = ["8b", "4b"] + [f"fb-{cfg.target_slug(t)}--4b" for t in cfg.targets]
+    todo_ids = ["8b", "4b"] + stages.deployable_ids(
+        run, children, [f"fb-{cfg.target_slug(t)}--4b" for t in cfg.targets]
+    )
     todo_ids += [cid for picks in selection.values() for cid in picks.values()]
     todo = stages.candidates_by_id(todo_ids, candidates)
     with run.stage(7, n, STAGES[6]):

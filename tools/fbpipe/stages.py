@@ -376,6 +376,14 @@ def fake_quant_logits(config: NetConfig, checkpoint: str, images) -> np.ndarray:
     return np.asarray(fb_search.predict(fb_search.load_model(config, checkpoint, "tqt"), images))
 
 
+def deployable_ids(run: Run, candidates: list[Candidate], ids: list[str]) -> list[str]:
+    """Those of ``ids`` whose candidate can run on its own target (fine-tuning one that cannot is wasted)."""
+    tables, index = run.tables(), {c.id: c for c in candidates}
+    return [
+        i for i in ids if deployable_latency(index[i].load(run.cfg.allowed_bits), tables[index[i].target]) is not None
+    ]
+
+
 def candidates_by_id(ids: list[str], candidates: list[Candidate]) -> list[Candidate]:
     """The candidates named in ``ids``, each once, in order of first mention."""
     index = {c.id: c for c in candidates}
