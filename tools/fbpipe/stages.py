@@ -377,11 +377,15 @@ def fake_quant_logits(config: NetConfig, checkpoint: str, images) -> np.ndarray:
 
 
 def deployable_ids(run: Run, candidates: list[Candidate], ids: list[str]) -> list[str]:
-    """Those of ``ids`` whose candidate can run on its own target (fine-tuning one that cannot is wasted)."""
+    """Those of ``ids`` that can run on their own target (a shared one: on every target); fine-tuning one that
+    cannot run is wasted."""
     tables, index = run.tables(), {c.id: c for c in candidates}
-    return [
-        i for i in ids if deployable_latency(index[i].load(run.cfg.allowed_bits), tables[index[i].target]) is not None
-    ]
+
+    def ok(c: Candidate) -> bool:
+        net = c.load(run.cfg.allowed_bits)
+        return all(deployable_latency(net, t) is not None for k, t in tables.items() if c.target in (None, k))
+
+    return [i for i in ids if ok(index[i])]
 
 
 def candidates_by_id(ids: list[str], candidates: list[Candidate]) -> list[Candidate]:
