@@ -283,7 +283,8 @@ def _deployability(results: dict[str, Any]) -> list[str]:
         configs = results["configs"]
         mine = {cid: c for cid, c in configs.items() if c.get("target") in (None, target)}
         out = [cid for cid, c in mine.items() if c["latency"][target] is None]
-        raised = [cid for cid, c in mine.items() if c.get("raised_unavailable") and c.get("target") == target]
+        raised = [cid for cid, c in mine.items()
+                  if c.get("raised_unavailable") and c.get("target") == target and cid not in out]  # fmt: skip
         lines += [
             "",
             f"**{target}**: its table lacks {t['unavailable_pairs']} pairs (kernels that fail there; the table's "
