@@ -60,7 +60,7 @@ def test_run_all_on_gvsoc(tmp_path):
     fixture = ROOT / "tests" / "fixtures" / "gvsoc" / "digitsnet-8b-f1924e9" / "model"
     new = export_dory(IntegerNetwork.load(fixture / "integer_network.json"), tmp_path / "new")
     cfg = SimpleNamespace(allowed_bits=(2, 4, 8), targets=(), target_slug=str)
-    run = SimpleNamespace(tables=dict, cfg=cfg, resolve=Path, rel=str)
+    run = SimpleNamespace(tables=dict, cfg=cfg, path=Path, rel=str)
     deployed = {"8b": {"dir": str(new)}}
     gvsoc.run_all(run, deployed, {"8b": {"config": ""}}, {})
     [rec] = deployed["8b"]["gvsoc"]

@@ -48,7 +48,7 @@ def run_all(run, deployed: dict[str, dict], finetuned: dict[str, dict], selectio
         records = []
         slugs = {t: run.cfg.target_slug(t) for t in run.cfg.targets}
         for flow in flows_of(cid, selection, slugs):
-            model_dir = run.resolve(dep["dir"])  # records store paths relative to the run directory
+            model_dir = run.path(dep["dir"])  # records store paths relative to the run directory
             out = model_dir / f"gvsoc-{flow}"
             try:
                 result = fb_deploy.run_gvsoc(model_dir, flow, out)
@@ -58,7 +58,7 @@ def run_all(run, deployed: dict[str, dict], finetuned: dict[str, dict], selectio
                 failures.append(f"{cid}: {error}")
             except fb_deploy.DeployError as exc:  # a missing tool, or a model the checker refuses
                 raise click.ClickException(f"gvsoc: {cid} ({flow}): {exc}") from None
-            records.append(_record(run, run.resolve(finetuned[cid]["config"]), flow, result, error, out))
+            records.append(_record(run, run.path(finetuned[cid]["config"]), flow, result, error, out))
             r = records[-1]
             click.echo(
                 f"      {cid:<40} {flow} checksums {r['checksums_ok']}/{r['layers']}  cycles {r['cycles']:,}"
