@@ -1,4 +1,5 @@
-"""DORY-format ONNX export (QuantLab frontend, dory_format.md sections 3-4) with config and golden files.
+"""DORY-format ONNX export (DORY's QuantLab frontend, as QuantLab's ``export_net`` writes it) with config and
+golden files.
 
 Per layer: ``Conv``/``Gemm`` with explicit attributes and ``weight_bits``, then ``Mul -> Add -> Div -> Floor ->
 Clip`` with per-channel ``[C,1,1]`` constants and ``out_bits``; ``GlobalAveragePool``/``AveragePool`` with a

@@ -1,7 +1,7 @@
 """Integerization of a QuantizedNetwork: fold BN and every real scale into integer requantization.
 
 For a conv/linear with input step ``s_in``, per-channel weight step ``s_w``, BN ``(gamma, beta, mean, var)``
-and output step ``s_out`` (QuantLab's ``IntegerizePACTNetPass``, reference bayesian_bits.md section 8):
+and output step ``s_out`` (QuantLab's ``IntegerizePACTNetPass`` and quantlib's ``RequantShift``):
 
     g = gamma / sqrt(var + eps),   b~ = beta - mean * g (+ g * bias)
     mul = round(2^d * g * s_in * s_w / s_out),   add = round(2^d * (b~ / s_out + 1/2))
@@ -292,7 +292,7 @@ def packing_multiple(*bits: int) -> int:
 
 
 def check_packing(layer: IntLayer) -> None:
-    """Reject channel counts that DORY's tiler and weight packing cannot run (dory_format.md section 3.8)."""
+    """Reject channel counts that DORY's tiler and weight packing cannot run (8/bits values share a byte)."""
     lt = layer.layer_type
     out_bits = (layer.out_bits,) if layer.out_bits <= 8 else ()
     w_bits = (layer.w_bits,) if layer.w_bits else ()
