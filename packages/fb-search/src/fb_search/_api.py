@@ -7,6 +7,7 @@ Paper: Rutishauser, Conti, Benini, "Free Bits", arXiv 2307.02894 (Bayesian Bits:
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 from flax import nnx
 
 from fb_schema import LatencyTable, NetConfig, Precision
-from fb_schema.topologies import Topology, get_topology
+from fb_schema.topologies import Topology, get_topology, resolve_topology, topology_from_json, topology_to_json
 from fb_search._checkpoint import load_checkpoint, load_into, save_checkpoint
 from fb_search._data import Dataset
 from fb_search._export import export_quantized_network
@@ -34,7 +35,7 @@ def _topology(topology: Topology | str, data: Dataset | None = None) -> Topology
     if isinstance(topology, Topology):
         return topology
     params = {"resolution": data.input_shape[0]} if data is not None and topology == "digitsnet" else {}
-    return get_topology(topology, **params)
+    return resolve_topology(str(topology), **params)
 
 
 def _resume(recipe, ckpt_dir: Path) -> dict[str, Any]:
@@ -44,7 +45,8 @@ def _resume(recipe, ckpt_dir: Path) -> dict[str, Any]:
 
 
 def _meta(topology: Topology, stage: str, **extra: Any) -> dict[str, Any]:
-    return {"stage": stage, "network": topology.name, "topology_params": dict(topology.params), **extra}
+    meta = {"stage": stage, "network": topology.name, "topology_params": dict(topology.params)}
+    return {**meta, "topology": topology_to_json(topology), **extra}
 
 
 def _check_data(topology: Topology, data: Dataset) -> None:
@@ -89,12 +91,27 @@ def _load(checkpoint: str | os.PathLike, model: QNet) -> dict:
     return meta
 
 
-def _topology_of(checkpoint: str | os.PathLike, config: NetConfig | None = None) -> Topology:
-    _, meta = load_checkpoint(checkpoint)
-    topology = get_topology(meta["network"], **meta.get("topology_params", {}))
+def topology_of(checkpoint: str | os.PathLike, config: NetConfig | None = None) -> Topology:
+    """The topology a checkpoint was trained with (stored in its ``meta.json``; older ones name a built-in)."""
+    meta = read_meta(checkpoint)
+    if "topology" in meta:
+        topology = topology_from_json(meta["topology"], f"{checkpoint}/meta.json: topology")
+    else:
+        topology = get_topology(meta["network"], **meta.get("topology_params", {}))
     if config is not None:
         check_config(config, topology)
     return topology
+
+
+_topology_of = topology_of
+
+
+def read_meta(checkpoint: str | os.PathLike) -> dict:
+    """A checkpoint's ``meta.json`` (without restoring its state)."""
+    path = Path(checkpoint).absolute() / "meta.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{checkpoint}: not a checkpoint directory (expected state/ and meta.json)")
+    return json.loads(path.read_text())
 
 
 def search(
