@@ -23,6 +23,7 @@ from fb_search._data import Dataset
 from fb_search._export import export_quantized_network
 from fb_search._latency_objective import latency_terms
 from fb_search._model import VARIANTS, BBOptions, QNet, check_config, to_netconfig
+from fb_search._npz_data import check_data
 from fb_search._train import calibrate, cross_entropy, predict, reestimate_bn, train, val_accuracy
 from fb_search.recipes import get_recipe
 
@@ -50,10 +51,7 @@ def _meta(topology: Topology, stage: str, **extra: Any) -> dict[str, Any]:
 
 
 def _check_data(topology: Topology, data: Dataset) -> None:
-    if tuple(data.input_shape) != tuple(topology.input_shape):
-        raise ValueError(
-            f"data {data.name!r}: images {data.input_shape} do not fit {topology.name} {topology.input_shape}"
-        )
+    check_data(topology, data)
 
 
 def train_float(
@@ -236,6 +234,13 @@ def sweep(
         search(topology, data, float_ckpt, variant, mu, steps, seed, out_dir, recipe, objective=objective, table=table)
         for mu in mus
     ]
+
+
+def _float_model(topology: Topology, checkpoint: str | os.PathLike) -> QNet:
+    """The float model of a checkpoint (its kernels, biases and BN statistics; no quantization)."""
+    model = QNet(topology, "float", rngs=nnx.Rngs(0))
+    _load(checkpoint, model)
+    return model
 
 
 def load_model(config: NetConfig, checkpoint: str | os.PathLike, mode: str = "tqt", seed: int = 0) -> QNet:
