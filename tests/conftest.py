@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-_BUILDERS = Path(__file__).resolve().parent / "onnx_builders.py"
+_BUILDERS = Path(__file__).resolve().parents[1] / "examples" / "onnx_graphs.py"
 
 
 def _load_builders():
@@ -19,6 +19,6 @@ def _load_builders():
 
 @pytest.fixture(scope="session")
 def onnx_nets():
-    """The ``tests/onnx_builders.py`` module (ResNet-8, DS-CNN and per-op graphs as ``onnx.ModelProto``)."""
+    """The ``examples/onnx_graphs.py`` module (ResNet-8, DS-CNN and max-pool graphs as ``onnx.ModelProto``)."""
     pytest.importorskip("onnx")
     return _load_builders()

@@ -9,7 +9,7 @@ import click
 
 import fb_search
 from fb_schema import NetConfig, read_json, write_json
-from fb_schema.topologies import get_topology
+from fb_schema.topologies import resolve_topology
 from fbpipe import report, stages
 from fbpipe.config import PipelineConfig
 from fbpipe.run import Run
@@ -28,7 +28,7 @@ STAGES = (
 
 
 def plan(cfg: PipelineConfig, out: Path) -> str:
-    topo = get_topology(cfg.network, **cfg.network_params)
+    topo = resolve_topology(cfg.network, **cfg.network_params)
     n_bb = len(cfg.variants) * len(cfg.mus)
     lines = [
         f"run {cfg.name!r} → {out}",
@@ -58,10 +58,17 @@ def _steps(n: int | None) -> str:
     return "the recipe's steps" if n is None else f"{n} steps"
 
 
+def load_data(cfg: PipelineConfig):
+    """The config's data set: a named one or a user FILE.npz (validated by fb-search's loader)."""
+    if cfg.data.endswith(".npz"):
+        return fb_search.load_npz_data(cfg.data, cfg.data_layout)
+    return fb_search.get_data(cfg.data)
+
+
 def run_pipeline(cfg: PipelineConfig, out: Path) -> Path:
-    run = Run(cfg, out)
+    data = load_data(cfg)
+    run = Run(cfg, out, data)
     n = len(STAGES)
-    data = fb_search.get_data(cfg.data)
     with run.stage(1, n, STAGES[0]):
         float_ckpt = stages.train_float(run, data)
     with run.stage(2, n, STAGES[1]):

@@ -30,6 +30,7 @@ SUPPORTED = (
     "Pad (zero, spatial), Transpose (layout), Flatten, Reshape, Squeeze, Identity, Dropout, Softmax (last)"
 )
 PASS = {"Identity", "Dropout"}
+FOLDABLE = ("Cast", "Concat", "Unsqueeze", "Squeeze", "Gather", "Reshape", "Identity", "Transpose")
 
 
 @dataclass
@@ -156,6 +157,7 @@ class _Converter:
         self.in_layout: str | None = None  # decided by the first layer or Transpose that reads the input
         self.values[self.input_name] = _Value(INPUT, "input")
         self.counts: dict[str, int] = {}
+        self.shape_like: set[str] = set()
 
     # -- helpers ------------------------------------------------------------------------------------------------
     def where(self, node, i: int) -> str:
@@ -220,9 +222,11 @@ class _Converter:
                 arr = self.onnx.numpy_helper.to_array(value)
                 self.consts[node.output[0]] = arr.astype(np.float64) if arr.dtype.kind == "f" else arr
                 continue
-            if all(t in self.consts for t in node.input if t) and op in ("Shape", "Cast", "Concat", "Unsqueeze",
-                                                                         "Gather", "Reshape", "Identity"):  # fmt: skip
+            if all(t in self.consts for t in node.input if t) and op in FOLDABLE:
                 self._fold_constant(node, where)
+                continue
+            if op == "Shape" or (op in FOLDABLE and any(t in self.shape_like for t in node.input)):
+                self.shape_like.add(node.output[0])  # batch-size arithmetic of a dynamic-batch Reshape
                 continue
             if op in PASS:
                 self.values[node.output[0]] = self.value(node.input[0], where)
@@ -245,6 +249,11 @@ class _Converter:
         a = self.attrs(node)
         if op == "Cast" or op == "Identity":
             out = ins[0]
+        elif op == "Transpose":
+            out = np.transpose(ins[0], a.get("perm"))
+        elif op == "Squeeze":
+            axes = a.get("axes", ins[1].tolist() if len(ins) > 1 else None)
+            out = np.squeeze(ins[0], tuple(axes) if axes is not None else None)
         elif op == "Concat":
             out = np.concatenate(ins, axis=a.get("axis", 0))
         elif op == "Unsqueeze":
@@ -494,6 +503,9 @@ class _Converter:
         self._flatten(node, where)
 
     def _op_Reshape(self, node, where: str) -> None:
+        if node.input[1] in self.shape_like:  # (batch, features) computed from Shape: a flatten
+            self._flatten(node, where)
+            return
         shape = self.consts.get(node.input[1])
         if shape is None or len(shape.reshape(-1)) != 2:
             raise ValueError(f"{where}: only a reshape to (N, features) with a constant shape is supported")

@@ -1,4 +1,9 @@
-"""Float ONNX classifiers written with ``onnx.helper`` the way exporters write them (no torch needed).
+"""Float ONNX classifiers written with ``onnx.helper`` the way exporters write them (no torch needed), and a
+data set to go with them.
+
+``python examples/onnx_graphs.py resnet8|dscnn OUT_DIR`` writes ``OUT_DIR/<net>.onnx``, ``OUT_DIR/<net>_data.npz``
+(NCHW inputs in [-3, 3], labelled with the network's own decisions) and ``OUT_DIR/<net>_x.npy`` (16 inputs).
+The tests build their graphs with the same functions.
 
 ``resnet8`` (MLPerf Tiny, NCHW, convs with BN folded into a bias, post-add ReLU, 1x1 strided shortcuts,
 GlobalAveragePool, Flatten, Gemm, a trailing Softmax), ``dscnn`` (MLPerf Tiny KWS, optionally NHWC with
@@ -128,3 +133,32 @@ def run_onnxruntime(model, x: np.ndarray) -> np.ndarray:
 
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return sess.run(None, {sess.get_inputs()[0].name: x.astype(np.float32)})[0]
+
+
+SHAPES = {"resnet8": (3, 32, 32), "dscnn": (1, 49, 10)}
+
+
+def write_example(name: str, out_dir) -> None:
+    """The ONNX model, a labelled NCHW data set (``.npz``) and 16 inputs (``.npy``) of ``name``."""
+    from pathlib import Path
+
+    import onnx
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = resnet8() if name == "resnet8" else dscnn()
+    onnx.save(model, str(out / f"{name}.onnx"))
+    rng = np.random.default_rng(0)
+    x = np.clip(rng.normal(0.0, 1.0, (320, *SHAPES[name])), -3, 3).astype(np.float32)
+    y = run_onnxruntime(model, x).argmax(1)
+    np.savez(out / f"{name}_data.npz", x_train=x[:256], y_train=y[:256], x_val=x[256:], y_val=y[256:])
+    np.save(out / f"{name}_x.npy", x[:16])
+    print(f"wrote {out / name}.onnx, {name}_data.npz (256 + 64 images), {name}_x.npy")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] not in SHAPES:
+        sys.exit("usage: python examples/onnx_graphs.py resnet8|dscnn OUT_DIR")
+    write_example(sys.argv[1], sys.argv[2])
