@@ -225,7 +225,8 @@ class _Converter:
             if all(t in self.consts for t in node.input if t) and op in FOLDABLE:
                 self._fold_constant(node, where)
                 continue
-            if op == "Shape" or (op in FOLDABLE and any(t in self.shape_like for t in node.input)):
+            dynamic = [t for t in node.input if t and t not in self.consts]
+            if op == "Shape" or (op in FOLDABLE and dynamic and all(t in self.shape_like for t in dynamic)):
                 self.shape_like.add(node.output[0])  # batch-size arithmetic of a dynamic-batch Reshape
                 continue
             if op in PASS:
@@ -520,13 +521,15 @@ class _Converter:
 
     def _op_Gemm(self, node, where: str) -> None:
         a = self.attrs(node)
-        if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
-            raise ValueError(f"{where}: only Gemm with transA=0, alpha=beta=1 is supported")
+        if a.get("transA", 0):
+            raise ValueError(f"{where}: only Gemm with transA=0 is supported")
         w = self.consts.get(node.input[1])
         if w is None:
             raise ValueError(f"{where}: the weight {node.input[1]!r} must be an initializer")
-        w = w.T if a.get("transB", 0) else w
+        w = (w.T if a.get("transB", 0) else w) * float(a.get("alpha", 1.0))
         bias = self.consts.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if bias is not None:
+            bias = bias * float(a.get("beta", 1.0))
         self._linear(node, where, w, bias)
 
     def _op_MatMul(self, node, where: str) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from fb_schema import LatencyTable, MissingLatencyError, NetConfig, SchemaError
-from fb_schema.topologies import resolve_topology
+from fb_schema.topologies import is_topology_path, resolve_topology
 from fb_search import _api
 from fb_search._checkpoint import load_checkpoint
 from fb_search._data import get_data
@@ -149,9 +149,9 @@ def train_float(network, width, resolution, num_classes, data_name, layout, inpu
     """Train the float network; writes <out>/checkpoints/float-s<seed> and metrics.jsonl."""
     topo = _network(network, width, resolution)
     data = _data(data_name, data_dir, topo, layout, check=False)
-    if topo.num_classes != (num_classes or data.num_classes):
-        params = {**topo.params, "num_classes": num_classes or data.num_classes}
-        topo = resolve_topology(network, **params)
+    classes = num_classes or data.num_classes
+    if topo.num_classes != classes and (num_classes or not is_topology_path(network)):
+        topo = resolve_topology(network, **{**topo.params, "num_classes": classes})
     rng = _range(input_range) or (data_range(data) if data_name.endswith(".npz") else None)
     if rng is not None and rng != topo.input_range:
         topo = dataclasses.replace(topo, input_range=rng)
