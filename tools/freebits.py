@@ -30,7 +30,10 @@ def main(config: Path, out: Path | None, dry_run: bool) -> None:
     if dry_run:
         from fbpipe.pipeline import plan
 
-        click.echo(plan(cfg, out))
+        try:
+            click.echo(plan(cfg, out))
+        except ValueError as exc:  # bad data or network for this config: one line, no traceback
+            raise click.ClickException(str(exc)) from None
         return
     from fbpipe.pipeline import run_pipeline
 

@@ -28,12 +28,22 @@ STAGES = (
 
 
 def plan(cfg: PipelineConfig, out: Path) -> str:
-    topo = resolve_topology(cfg.network, **cfg.network_params)
+    """The plan of a run; a user FILE.npz is loaded and checked against the network, a recipe file imported."""
+    from fb_search.recipes import get_recipe
+    from fbpipe.run import network_of
+
+    get_recipe(cfg.recipe)
+    data = load_data(cfg) if cfg.data.endswith(".npz") else None
+    topo = network_of(cfg, data) if data is not None else resolve_topology(cfg.network, **cfg.network_params)
     n_bb = len(cfg.variants) * len(cfg.mus)
+    name = cfg.network if topo.name == cfg.network else f"{topo.name} ({cfg.network})"
+    lo, hi = topo.input_range
     lines = [
         f"run {cfg.name!r} → {out}",
-        f"network {cfg.network} ({len(topo.layers)} layers, "
+        f"network {name} ({len(topo.layers)} layers, "
         f"{len(topo.layer_types())} layer types), data {cfg.data}, seed {cfg.seed}",
+        f"input {topo.input_shape} range [{lo:g}, {hi:g}]"
+        + (f"; data checked: {len(data.train_x)} train / {len(data.val_x)} val images" if data is not None else ""),
         f"1. float training: {_steps(cfg.float_steps)} (recipe {cfg.recipe})",
         f"2. latency tables: {', '.join(cfg.targets)} × {len(cfg.allowed_bits) ** 2} pairs",
         f"3. Bayesian Bits: variants {list(cfg.variants)} × μ {list(cfg.mus)} = {n_bb} runs of "
