@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PACKAGES := $(sort $(wildcard packages/*))
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo clean
+.PHONY: venv test lint demo demo-gvsoc clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,9 @@ test: lint
 
 demo: venv
 	$(BIN)/python tools/freebits.py $(if $(CONFIG),$(CONFIG),configs/demo.py)
+
+demo-gvsoc: venv  # needs the GVSOC kit's env.sh sourced (DORY_HOME, DORY_PYTHON, PULP_SDK_HOME)
+	$(BIN)/python tools/freebits.py configs/demo_gvsoc.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -2,7 +2,8 @@
 
 The fixture is the contract test between producers (fb-search writes this shape) and consumers (fb-deploy reads
 it). Weights, BN statistics and inputs are random (seeded); the reference logits come from the plain numpy
-fake-quant forward below, using the grids documented in ``fb_schema._quantized_network``.
+fake-quant forward below, using the grids documented in ``fb_schema._quantized_network`` and the residual adder of
+``fb_schema.residual_add_step``.
 
     .venv/bin/python tools/make_golden_fixture.py
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fb_schema import NetConfig, Precision, QuantizedNetwork, write_atomic
+from fb_schema import ADDER_BITS, NetConfig, Precision, QuantizedNetwork, grid, max_abs, residual_add_step, write_atomic
 from fb_schema.topologies import INPUT, tinynet
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "golden_tinynet.json"
@@ -22,7 +23,7 @@ BITS = {"conv0": (8, 8), "dw1": (4, 4), "fc": (4, 4)}  # (b_in, b_wt)
 
 
 def quant(x, scale, bits, signed):
-    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    lo, hi = grid(bits, signed)
     return np.clip(np.round(x / scale), lo, hi) * scale
 
 
@@ -49,8 +50,10 @@ def main() -> None:
     rng = np.random.default_rng(0)
     topo = tinynet()
     config = NetConfig.homogeneous(topo, 8, 8).with_precisions({name: Precision(*b) for name, b in BITS.items()})
-    # Output precision of a tensor = b_in of its (conv) consumer; adds and pools consume 8-bit tensors.
-    out_bits = {"conv0": config.layer("dw1").b_in, "dw1": 8, "add1": 8, "pool": config.layer("fc").b_in, "fc": 32}
+    # Output precision of a tensor = b_in of its (conv) consumer; a tensor read only by the add takes the bits of
+    # the add's other input (DORY's add needs both at one precision); the pool reads 8 bits.
+    b_skip = config.layer("dw1").b_in
+    out_bits = {"conv0": b_skip, "dw1": b_skip, "add1": 8, "pool": config.layer("fc").b_in, "fc": 32}
     arrays: dict[str, np.ndarray] = {}
     inputs = np.round(rng.uniform(0, 1, (4, 8, 8, 1)) * 255) / 255
     arrays["ref_inputs"] = inputs.astype(np.float32)
@@ -98,8 +101,10 @@ def main() -> None:
                 node["bn"] = {k: f"{layer.name}.bn.{k}" for k in bn} | {"eps": 1e-5}
                 bn32 = {k: arrays[f"{layer.name}.bn.{k}"].astype(np.float64) for k in bn}
                 y = (y - bn32["mean"]) / np.sqrt(bn32["var"] + 1e-5) * bn32["gamma"] + bn32["beta"]
-        elif lt.op == "add":
-            y = x[0] + x[1]
+        elif lt.op == "add":  # the deployed adder: each input on the common 8-bit step first (fb_schema)
+            specs = [(tensors[t]["bits"], tensors[t]["signed"], tensors[t]["scale"]) for t in layer.inputs]
+            s_c = residual_add_step(specs)
+            y = sum(np.clip(np.floor(v / s_c + 0.5), *grid(ADDER_BITS, sp[1])) * s_c for v, sp in zip(x, specs))
         else:
             y = x[0].mean(axis=(1, 2), keepdims=True)
         bits = out_bits[layer.name]
@@ -109,7 +114,7 @@ def main() -> None:
             signed = layer.act == "none" and bool((y < 0).any())
             if layer.act == "relu6":
                 y = np.clip(y, 0, 6)
-            scale = float(np.abs(y).max()) / (2 ** (bits - 1) if signed else 2**bits - 1)
+            scale = float(np.abs(y).max()) / max_abs(bits, signed)
             tensors[layer.name] = {"bits": bits, "signed": signed, "scale": scale}
             y = quant(y, scale, bits, signed)
         values[layer.name] = y

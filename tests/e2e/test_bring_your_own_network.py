@@ -36,6 +36,7 @@ def _network(onnx_nets, tmp_path, name):
     return model, path, data, x
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet8", "dscnn"])
 def test_onnx_network_end_to_end(onnx_nets, tmp_path, name):
     model, onnx_path, data, x = _network(onnx_nets, tmp_path, name)

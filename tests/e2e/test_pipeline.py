@@ -16,6 +16,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 from fbpipe import pipeline  # noqa: E402
 from fbpipe.config import load_config  # noqa: E402
 
+pytestmark = pytest.mark.slow  # the whole pipeline, trained
+
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):

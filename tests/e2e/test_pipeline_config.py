@@ -27,6 +27,7 @@ def _write(tmp_path, body: str) -> Path:
         ('{"name": "x", "targets": ("gvsoc:xpulpv2",)}', "targets: expected 'pulp-model:<isa>'"),
         ('{"name": "x", "variants": ("fancy",)}', "variants: expected 'orig' or 'locked'"),
         ('{"name": "x", "seed": "zero"}', "seed: expected a number"),
+        ('{"name": "x", "gvsoc": "yes"}', "gvsoc: expected True or False"),
     ],
 )
 def test_bad_config_is_one_line_error(tmp_path, body, message):

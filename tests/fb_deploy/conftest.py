@@ -14,7 +14,6 @@ from fb_schema.topologies import digitsnet, mobilenetv1, mobilenetv2
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 DORY_FIXTURES = FIXTURES / "dory"
-SHARED_DORY = ROOT.parent / "shared" / "fixtures" / "dory"
 GOLDEN = FIXTURES / "golden_tinynet.json"
 
 # Cycles through sub-byte pairs so every network mixes 2/4/8-bit inputs and weights.

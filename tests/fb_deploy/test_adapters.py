@@ -1,17 +1,16 @@
-"""DORY and GVSOC adapters, tested without the tools: commands, working directories, success detection, parsing."""
+"""The DORY adapter, tested without the tools: commands, working directories, success detection."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from fb_deploy import ToolError, dory_command, gvsoc_command, parse_cycles, run_dory, run_gvsoc
-from fb_deploy._adapters import check_sdk, find_python
+from fb_deploy import ToolError, dory_command, run_dory
+from fb_deploy._adapters import find_python
 from fb_deploy._cli import main
 
 FAKE_DORY = r"""
@@ -35,44 +34,6 @@ open(os.path.join(app, "inc", "network.h"), "w").write(
     'static char * Layers_name[3] = {"BNReluConvolution0", "Addition1", "FullyConnected2"};\n')
 open(os.path.join(app, "cwd.txt"), "w").write(os.getcwd() + "\n" + " ".join(sys.argv[1:]))
 print("Done!")
-"""
-
-CURRENT = """
-BNReluConvolution0 performance:
-  - num cycles: 12345
-  - MACs: 27648
-  - MAC/cycle: 2.23966
-  - n. of Cores: 8
-
-Checking final output: Checksum OK
-
-Addition1 performance:
-  - num cycles: 800
-  - MACs: 0
-  - MAC/cycle: 0
-  - n. of Cores: 8
-
-
-Final performance:
-  - num cycles: 13145
-  - MACs: 27648
-  - MAC/cycle: 2.10331
-  - n. of Cores: 8
-"""
-OCT2022 = """ Layer 0  : num_cycles: 12345      , MACs: 27648      , MAC/cycle: 2.239660, n. of Cores: 8
- Layer 1  : num_cycles: 800        , MACs: 0          , MAC/cycle: 0.000000, n. of Cores: 8
-
-num_cycles: 13145
-MACs: 27648
-MAC/cycle: 2.103310
-n. of Cores: 8
-"""
-Y2020 = """[0] : num_cycles: 12345
-[0] : MACs: 27648
-[0] : MAC/cycle: 2.239660
-[0] : n. of Cores: 8
-[1] : num_cycles: 800
-[1] : MACs: 0
 """
 
 
@@ -108,8 +69,8 @@ def test_dory_command(tmp_path):
 
 
 def test_missing_python_says_what_to_install(monkeypatch):
-    monkeypatch.delenv("FB_DORY_PYTHON", raising=False)
-    with pytest.raises(ToolError, match=r"numpy<1\.24.*--dory-python or set FB_DORY_PYTHON"):
+    monkeypatch.delenv("DORY_PYTHON", raising=False)
+    with pytest.raises(ToolError, match=r"numpy<1\.24.*--dory-python or set DORY_PYTHON"):
         find_python(None)
     with pytest.raises(ToolError, match="--dory-python /no/such/python: not an executable"):
         find_python("/no/such/python")
@@ -158,75 +119,10 @@ def test_missing_dory_submodule(golden_dir, fake_dory):
         run_dory(golden_dir, fake_dory, "xpulpv2", python=sys.executable)
 
 
-@pytest.mark.parametrize("text,fmt", [(CURRENT, "dory-2023"), (OCT2022, "dory-2022"), (Y2020, "dory-2020")])
-def test_parse_cycles_all_formats(text, fmt):
-    cycles = parse_cycles(text)
-    assert cycles.format == fmt
-    assert [(x["index"], x["cycles"], x["macs"]) for x in cycles.layers] == [(0, 12345, 27648), (1, 800, 0)]
-    assert cycles.total_cycles == 13145
-
-
-def test_parse_cycles_details():
-    cycles = parse_cycles(CURRENT)
-    assert [x["name"] for x in cycles.layers] == ["BNReluConvolution0", "Addition1"]
-    assert cycles.total_macs == 27648 and cycles.checksums_ok is True
-    assert (
-        parse_cycles(CURRENT.replace("Checksum OK", "Checksum Failed: true [1] vs. calculated [2]")).checksums_ok
-        is False
-    )
-    with pytest.raises(ToolError, match="no cycle counts"):
-        parse_cycles("make: Nothing to be done\n")
-
-
-def _fake_app(path: Path) -> Path:
-    (path / "src").mkdir(parents=True)
-    (path / "inc").mkdir()
-    (path / "src" / "network.c").write_text("")
-    (path / "inc" / "network.h").write_text('static char * Layers_name[2] = {"BNReluConvolution0", "Addition1"};')
-    return path
-
-
-def test_run_gvsoc_command_and_names(tmp_path):
-    app = _fake_app(tmp_path / "app")
-    setup = tmp_path / "pulp-open.sh"
-    setup.write_text("export RULES_DIR=/sdk\n")
-    seen = {}
-
-    def fake_run(cmd, **kw):
-        seen["cmd"] = cmd
-        return subprocess.CompletedProcess(cmd, 0, OCT2022, "")
-
-    cycles = run_gvsoc(app, setup, run=fake_run)
-    assert seen["cmd"][:2] == ["bash", "-c"]
-    assert seen["cmd"][2].endswith(f"make -C {app.resolve()} clean all run platform=gvsoc CORE=8")
-    assert [x["name"] for x in cycles.layers] == ["BNReluConvolution0", "Addition1"]
-    assert gvsoc_command(app) == ["make", "-C", str(app.resolve()), "clean", "all", "run", "platform=gvsoc", "CORE=8"]
-
-    def failing(cmd, **kw):
-        return subprocess.CompletedProcess(cmd, 2, "", "riscv32-unknown-elf-gcc: command not found\n")
-
-    with pytest.raises(ToolError, match=r"failed \(exit 2\): riscv32-unknown-elf-gcc: command not found"):
-        run_gvsoc(app, setup, run=failing)
-
-
-def test_missing_sdk_is_one_line(tmp_path, monkeypatch):
-    with pytest.raises(ToolError, match=r"no PULP SDK environment .* or pass --sdk-setup SCRIPT"):
-        check_sdk(None, env={})
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "pmsis_rules.mk").write_text("")
-    with pytest.raises(ToolError, match="PULP_RISCV_GCC_TOOLCHAIN is not set"):
-        check_sdk(None, env={"RULES_DIR": str(rules)})
-    monkeypatch.delenv("RULES_DIR", raising=False)
-    res = CliRunner().invoke(main, ["gvsoc", str(_fake_app(tmp_path / "app"))])
-    assert res.exit_code == 1 and len(res.output.strip().splitlines()) == 1
-    assert "pulp-sdk/configs/pulp-open.sh" in res.output
-
-
 def test_dory_cli_end_to_end(golden_dir, fake_dory, monkeypatch, tmp_path):
     monkeypatch.setenv("FAKE_DORY_MODE", "ok")
-    monkeypatch.setenv("FB_DORY_PYTHON", sys.executable)
-    args = ["dory", str(golden_dir), "--dory", str(fake_dory), "--app-dir", str(tmp_path / "app")]
+    monkeypatch.setenv("DORY_PYTHON", sys.executable)
+    args = ["dory", str(golden_dir), "--dory-dir", str(fake_dory), "--app-dir", str(tmp_path / "app")]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     assert "3 layers: BNReluConvolution0, Addition1, FullyConnected2" in res.output

@@ -156,20 +156,28 @@ def test_memory_estimate_matches_dory(tmp_path, variant, mixed_config_of):
     assert (inputs, outputs, weights) == DORY_MNV1_224[variant]
 
 
-def test_adder_inputs_follow_tensor_order(golden_qn, tmp_path):
-    """An adder listing its later input first is exported with inputs in tensor order, each with its requant."""
+@pytest.mark.parametrize("reverse", [False, True])
+def test_adder_runs_the_previous_layer_as_input_0(golden_qn, tmp_path, reverse):
+    """Whatever the add's input order, the export puts the output of the layer just before it (dw1) first, with
+    its own requantization in in1_*: DORY's kernel reads it at input 0's type and, since int(input 0) >
+    int(input 1), applies in1_* to it (fb_deploy._dory_add). f1924e9 put the skip tensor first: wrong on GVSOC."""
     net = integerize(golden_qn)
     add = net.layers[2]
-    add.inputs = add.inputs[::-1]
-    add.in_bits, add.in_signed = add.in_bits[::-1], add.in_signed[::-1]
-    add.add_rq = (add.add_rq[1], add.add_rq[0], add.add_rq[2])
+    dw1_rq = add.add_rq[add.inputs.index("dw1")]
+    if reverse:
+        add.inputs = add.inputs[::-1]
+        add.in_bits, add.in_signed = add.in_bits[::-1], add.in_signed[::-1]
+        add.add_rq = (add.add_rq[1], add.add_rq[0], add.add_rq[2])
     model_dir = export_dory(net, tmp_path / "m")
-    node = next(
-        n for n in onnx.load(model_dir / "model.onnx").graph.node if n.op_type == "Add" and len(n.attribute) > 3
-    )
-    assert int(node.input[0]) < int(node.input[1])
+    nodes = onnx.load(model_dir / "model.onnx").graph.node
+    i = next(k for k, n in enumerate(nodes) if n.op_type == "Add" and len(n.attribute) > 3)
+    node = nodes[i]
+    assert node.input[0] == nodes[i - 1].output[0]  # the Clip closing dw1's requant chain
+    assert int(node.input[0]) > int(node.input[1])
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    assert attrs["in1_n_levels"] == 16 and attrs["in2_n_levels"] == 256  # conv0 (4 bits) first again
+    assert (attrs["in1_mul"], attrs["in1_add"], attrs["in1_shift"]) == tuple(dw1_rq)
+    assert attrs["in1_n_levels"] == attrs["in2_n_levels"] == 16  # both inputs at 4 bits
+    assert errors(check_model(model_dir)) == []
     report = verify(model_dir)
     assert report.ok and report.random_equal
 

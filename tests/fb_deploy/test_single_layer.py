@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -30,9 +31,10 @@ def test_padding_and_profiled_layer():
     net = single_layer_network("conv2d_32x32x3_o8_k3x3_s2x2_p1.1.1.1_g1", 2, 4, 8)
     assert net.layers[-1].layer_type.in_ch == 4  # 3 RGB channels padded to pack at 2 bits
     fc = single_layer_network("linear_1x1x64_o16_k1x1_s1x1_p0.0.0.0_g1", 4, 4, 8)
-    assert [layer.op for layer in fc.layers] == ["depthwise_conv2d", "linear"]  # identity 1x1, then the FC
+    assert [layer.op for layer in fc.layers] == ["conv2d", "linear"]  # identity 1x1 pointwise, then the FC
     pool = single_layer_network("avgpool_7x7x32_o32_k7x7_s7x7_p0.0.0.0_g1", 4, None, 8)
-    assert [layer.op for layer in pool.layers] == ["depthwise_conv2d", "avgpool"]
+    assert [layer.op for layer in pool.layers] == ["conv2d", "avgpool"]
+    assert (fc.layers[0].weight[0, 0] == np.eye(64)).all()
 
 
 def test_weightless_first_layer_is_rejected(tmp_path):

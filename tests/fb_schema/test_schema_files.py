@@ -75,16 +75,26 @@ def test_netconfig_round_trip(tmp_path):
 
 def test_netconfig_sha256_is_canonical(tmp_path):
     cfg = _config()
-    expected = hashlib.sha256(json.dumps(cfg.to_json(), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    assert cfg.sha256() == expected == sha256_of(cfg.to_json())
+    identity = {k: v for k, v in cfg.to_json().items() if k not in ("provenance", "metrics")}
+    expected = hashlib.sha256(json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    assert cfg.sha256() == expected == sha256_of(identity)
     # the same document written with another key order and indentation hashes the same
     doc = cfg.to_json()
     reordered = dict(reversed(list(doc.items())))
     reordered["provenance"] = dict(reversed(list(doc["provenance"].items())))
     (tmp_path / "r.json").write_text(json.dumps(reordered, indent=7))
     assert NetConfig.load(tmp_path / "r.json").sha256() == expected
-    # and any change of a precision changes it
+    # any change of a precision changes it; metrics and provenance do not (a config's identity does not drift)
     assert cfg.with_precisions({"fc": Precision(8, 8)}).sha256() != cfg.with_precisions({}).sha256()
+    assert cfg.with_metrics(val_accuracy=0.5, bops=1).sha256() == expected
+    assert cfg.with_precisions({}, method="fb", seed=3).sha256() == expected
+
+
+def test_with_metrics_returns_a_copy():
+    cfg = _config()
+    tagged = cfg.with_metrics(val_accuracy=0.75, new_metric=1)
+    assert tagged.metrics == {**cfg.metrics, "val_accuracy": 0.75, "new_metric": 1}
+    assert cfg.metrics["val_accuracy"] == 0.9375 and "new_metric" not in cfg.metrics
 
 
 def test_canonical_json_form():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fb_search
-from fb_schema import QuantizedNetwork
+from fb_schema import ADDER_BITS, QuantizedNetwork, grid, residual_add_step
 
 MUS = (0.0, 0.01, 0.03, 0.1)
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden_tinynet.json"
@@ -16,6 +16,12 @@ GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden_tinynet.json
 @pytest.fixture(scope="session")
 def digits():
     return fb_search.load_digits_data()
+
+
+@pytest.fixture(scope="session")
+def untrained_ckpt(digits, tmp_path_factory) -> str:
+    """A float digitsnet checkpoint after one step: for tests that need a checkpoint, not a trained network."""
+    return fb_search.train_float("digitsnet", digits, 1, 0, tmp_path_factory.mktemp("untrained") / "checkpoints")
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +44,7 @@ def pipeline(digits, tmp_path_factory):
 
 
 def _quant(x, scale, bits, signed):
-    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    lo, hi = grid(bits, signed)
     return np.clip(np.round(x / scale), lo, hi) * scale
 
 
@@ -77,8 +83,10 @@ def reference_forward(json_path, inputs=None):
                 y = _conv(xs[0], w, lt.stride, lt.padding, lt.groups)
                 bn = {k: arr[node["bn"][k]] for k in ("gamma", "beta", "mean", "var")}
                 y = (y - bn["mean"]) / np.sqrt(bn["var"] + node["bn"]["eps"]) * bn["gamma"] + bn["beta"]
-        elif lt.op == "add":
-            y = xs[0] + xs[1]
+        elif lt.op == "add":  # the deployed adder: each input on the common 8-bit step first
+            specs = [(qn.tensors[t]["bits"], qn.tensors[t]["signed"], qn.tensors[t]["scale"]) for t in node["inputs"]]
+            s_c = residual_add_step(specs)
+            y = sum(np.clip(np.floor(v / s_c + 0.5), *grid(ADDER_BITS, sp[1])) * s_c for v, sp in zip(xs, specs))
         else:
             y = xs[0].mean(axis=(1, 2), keepdims=True)
         spec = qn.tensors[node["output"]]

@@ -44,22 +44,21 @@ def test_bad_config_files(tmp_path, golden):
     assert result.exit_code == 2 and "does not take width" in result.output
 
 
-def test_config_of_another_model(pipeline):
-    cfg = pipeline["out"] / "tiny.json"
-    NetConfig.load(str(pipeline["out"] / "configs" / "bb-locked-mu0-s0.json"))  # a good one loads
+def test_config_of_another_model(untrained_ckpt, tmp_path):
+    cfg = tmp_path / "tiny.json"
     from fb_schema.topologies import tinynet
 
     NetConfig.homogeneous(tinynet(), 8, 8).save(cfg)
-    result = CliRunner().invoke(main, ["eval", "--config", str(cfg), "--ckpt", pipeline["ckpt"]])
+    result = CliRunner().invoke(main, ["eval", "--config", str(cfg), "--ckpt", untrained_ckpt])
     _one_line_error(result, "NetConfig of 'tinynet': network does not match the model 'digitsnet'")
 
 
-def test_export_onnx_and_dry_run(pipeline, tmp_path):
+def test_export_onnx_and_dry_run(untrained_ckpt, tmp_path):
     ort = __import__("pytest").importorskip("onnxruntime")
     out = tmp_path / "float.onnx"
-    result = CliRunner().invoke(main, ["export-onnx", "--ckpt", pipeline["ckpt"], "--out", str(out)])
+    result = CliRunner().invoke(main, ["export-onnx", "--ckpt", untrained_ckpt, "--out", str(out)])
     assert result.exit_code == 0, result.output
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert sess.get_outputs()[0].shape[-1] == 10
-    result = CliRunner().invoke(main, ["search", "--float-ckpt", pipeline["ckpt"], "--dry-run", "--mu", "0.1"])
+    result = CliRunner().invoke(main, ["search", "--float-ckpt", untrained_ckpt, "--dry-run", "--mu", "0.1"])
     assert result.exit_code == 0 and "first batch (32, 16, 16, 1)" in result.output and "mu [0.1]" in result.output

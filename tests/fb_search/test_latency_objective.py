@@ -94,7 +94,8 @@ def test_objective_needs_a_table():
         model.use_latency_objective("energy", ())
 
 
-def test_latency_search_lowers_expected_latency(pipeline, digits, tmp_path):
+@pytest.mark.slow
+def test_latency_search_lowers_expected_latency(untrained_ckpt, digits, tmp_path):
     """A short search under the latency objective: a large mu must buy expected latency, and provenance says so."""
     import fb_search
     from fb_schema.topologies import digitsnet
@@ -106,11 +107,11 @@ def test_latency_search_lowers_expected_latency(pipeline, digits, tmp_path):
         for a in PRECS for w in (PRECS if lt.configurable else (None,))
     }  # fmt: skip
     table = LatencyTable(Target("t", "xpulpnn1"), topology.layer_types(), entries)
-    runs = fb_search.sweep(topology, digits, pipeline["ckpt"], "orig", (0.0, 5.0), 150, 0, tmp_path,
+    runs = fb_search.sweep(topology, digits, untrained_ckpt, "orig", (0.0, 5.0), 150, 0, tmp_path,
                            objective="latency", table=table)  # fmt: skip
     low, high = (cfg.metrics["expected_latency"] for cfg in runs)
     print(f"expected latency (of 8b/8b): mu=0 {low:.3f}, mu=5 {high:.3f}")
     assert high < low - 0.03  # Adam moves phi by ~lr per step: 150 steps shift the gates visibly
     assert runs[1].provenance["method"] == "latency-bb" and runs[1].provenance["table_sha256"] == table.sha256()
     with pytest.raises(ValueError, match="a latency table is required"):
-        fb_search.search(topology, digits, pipeline["ckpt"], objective="latency", steps=1, out_dir=tmp_path)
+        fb_search.search(topology, digits, untrained_ckpt, objective="latency", steps=1, out_dir=tmp_path)

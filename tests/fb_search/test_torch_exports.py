@@ -24,6 +24,7 @@ def test_manifest_pins_the_torch_that_wrote_the_files():
         assert all((EXAMPLES / "onnx" / f).is_file() for f in files)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("net", ["resnet8", "dscnn"])
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
 def test_torch_export_imports_and_matches_torch(tmp_path, net, exporter):

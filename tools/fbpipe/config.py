@@ -38,6 +38,7 @@ class PipelineConfig:
     hypervolume_reference: tuple[float, float] = (1.25, 0.5)  # (latency / 8b/8b latency, accuracy)
     finetune_steps: int = 200
     reference_images: int = 8
+    gvsoc: bool = False  # run every deployed network on GVSOC (needs the GVSOC kit's env.sh sourced)
 
     def target_slug(self, target: str) -> str:
         return target.replace(":", "-").replace("pulp-model-", "pulp-")
@@ -62,6 +63,8 @@ def load_config(path: str | Path) -> PipelineConfig:
         raise click.ClickException(f"{path}: name: a required field is missing")
     for key, value in raw.items():
         default = known[key].default
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise click.ClickException(f"{path}: {key}: expected True or False, got {value!r}")
         if isinstance(default, tuple):
             raw[key] = tuple(value)
         elif isinstance(default, (int, float)) and not isinstance(value, (int, float)) and value is not None:

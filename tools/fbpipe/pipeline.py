@@ -10,7 +10,7 @@ import click
 import fb_search
 from fb_schema import NetConfig, read_json, write_json
 from fb_schema.topologies import resolve_topology
-from fbpipe import report, stages
+from fbpipe import gvsoc, report, stages
 from fbpipe.config import PipelineConfig
 from fbpipe.run import Run
 
@@ -58,7 +58,7 @@ def plan(cfg: PipelineConfig, out: Path) -> str:
         f"6. selection: margins {list(cfg.margins_pp)} pp and latency ≤ {cfg.latency_target_fraction:.0%} "
         "of 8b/8b per target",
         f"7. TQT fine-tuning: {_steps(cfg.finetune_steps)} per selected/baseline config",
-        "8. integerize, DORY export, check, verify",
+        "8. integerize, DORY export, check, verify" + ("; run every network on GVSOC" if cfg.gvsoc else ""),
         "9. report.md, results.json, plots",
     ]
     return "\n".join(lines)
@@ -100,6 +100,8 @@ def run_pipeline(cfg: PipelineConfig, out: Path) -> Path:
         finetuned = stages.finetune(run, data, todo)
     with run.stage(8, n, STAGES[7]):
         deployed = stages.deploy(run, data, finetuned)
+        if cfg.gvsoc:
+            gvsoc.run_all(run, deployed, finetuned, selection)
     with run.stage(9, n, STAGES[8]):
         path = write_results(run, data, candidates, selection, finetuned, deployed)
     return path

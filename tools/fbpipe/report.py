@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from fb_heuristic import diff, format_diff, hypervolume, network_latency  # noqa: E402
 from fb_schema import LatencyTable, NetConfig  # noqa: E402
+from fbpipe.gvsoc import report_lines as gvsoc_report  # noqa: E402
 
 PACKAGES = ("fb-schema", "fb-heuristic", "fb-profile", "fb-search", "fb-deploy", "jax", "flax", "optax", "onnx")
 
@@ -186,6 +187,7 @@ def write_report(results: dict[str, Any], out: Path) -> str:
             f"{'yes' if d['verified'] else 'NO'} | {pct(d['integer_accuracy'])} | "
             f"{d['argmax_disagreements']} |"
         )
+    lines += gvsoc_report(results["deployed"])
     lines += ["", "## Per-layer diffs of the selected configurations", ""]
     for block in results["diffs"]:
         lines += [f"### `{block['config']}` vs 8b/8b on {block['target']}", "", "```", block["text"], "```", ""]

@@ -6,20 +6,13 @@ the export bit for bit, and an L2 memory estimate. Paper: Rutishauser, Conti, Be
 Optimization of Mixed-Precision Quantized Neural Networks on the Edge", arXiv 2307.02894.
 """
 
-from fb_deploy._adapters import (
-    Cycles,
-    DoryResult,
-    ToolError,
-    dory_command,
-    gvsoc_command,
-    parse_cycles,
-    run_dory,
-    run_gvsoc,
-)
+from fb_deploy._adapters import DoryResult, ToolError, dory_command, run_dory
 from fb_deploy._agreement import fake_quant_layer, layer_agreement
 from fb_deploy._checker import Finding, check_model, errors
 from fb_deploy._errors import DeployError, IntegerizationError, OverflowProofError
 from fb_deploy._export import build_dory_model, export_dory, read_golden
+from fb_deploy._gvsoc import FLOWS, ISA_FLOWS, GvsocTools, run_gvsoc
+from fb_deploy._gvsoc_log import ChecksumError, LayerRun, RunLog, parse_run_log
 from fb_deploy._integer_network import INTEGER_NETWORK_SCHEMA, IntegerNetwork, IntLayer, grid
 from fb_deploy._integerize import integerize
 from fb_deploy._memory import LayerMemory, l2_report
@@ -32,12 +25,16 @@ from fb_deploy._verify import VerifyReport, verify
 __version__ = "0.1.0"
 
 __all__ = [
-    "Cycles",
+    "FLOWS",
+    "ISA_FLOWS",
+    "ChecksumError",
     "DoryResult",
+    "GvsocTools",
+    "LayerRun",
+    "RunLog",
     "ToolError",
     "dory_command",
-    "gvsoc_command",
-    "parse_cycles",
+    "parse_run_log",
     "run_dory",
     "run_gvsoc",
     "INTEGER_NETWORK_SCHEMA",

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fb_deploy._integer_network import IntegerNetwork, grid
+from fb_deploy._integer_network import IntegerNetwork
 from fb_deploy._reference import conv_float, run_layer, window_sum
-from fb_schema import LayerType, QuantizedNetwork
+from fb_schema import LayerType, QuantizedNetwork, grid
 
 
 def _on_grid(x: np.ndarray, scale: float, bits: int, signed: bool) -> np.ndarray:

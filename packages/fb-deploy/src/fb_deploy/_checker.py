@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from fb_deploy._dory_add import add_reading
 from fb_deploy._dory_graph import (
     ADD_ATTRS,
     LAYER_OPS,
@@ -26,7 +27,7 @@ from fb_deploy._dory_graph import (
 )
 from fb_deploy._integer_network import grid
 from fb_deploy._integerize import packing_multiple
-from fb_deploy._memory import l2_findings
+from fb_deploy._memory import L2_BYTES, l2_report
 
 WHITELIST = LAYER_OPS | NEGLECTED_OPS | {"Pad", "Mul", "Add", "Div", "Constant", "Clip"}
 DORY_BITS = (2, 4, 8)
@@ -239,6 +240,11 @@ def _out_channels(node: onnx.NodeProto, consts) -> int | None:
 def _precision_rules(graph, err, warn) -> None:
     for layer in graph.layers:
         label = f"{layer.name} ({_label(layer.node)})"
+        if layer.kind == "add":
+            reading = add_reading(graph, layer)
+            problems = [("residual-add-order", reading)] if isinstance(reading, str) else reading.problems(layer)
+            for rule, message in problems:
+                err(rule, label, message)
         if layer.kind == "pool" and layer.mul is not None:
             c, h, w = layer.in_shape
             a = layer.attrs
@@ -280,3 +286,18 @@ def _config_rules(graph, config, directory: Path, err, warn) -> None:
     missing = [f for f in names + layer_files if not (directory / f).exists()]
     if missing:
         err("golden-files", str(directory), f"DORY stops with FileNotFoundError: missing {missing[:3]}")
+
+
+def l2_findings(graph, config) -> list[Finding]:
+    """Checker findings from the estimate: warnings for L3 layers, an error where DORY cannot tile at all."""
+    out = []
+    budget = L2_BYTES - int(config.get("code reserved space", 0))
+    for mem in l2_report(graph):
+        where = f"{mem.activations} B activations + {mem.weights} B weights vs {budget} B of L2"
+        if mem.placement == "impossible":
+            out.append(
+                Finding("error", "l2-memory", mem.name, f"{where}; DORY cannot tile it and exits 0 without output")
+            )
+        elif mem.placement != "L2":
+            out.append(Finding("warning", "l2-memory", mem.name, f"{where}; DORY tiles it from L3 ({mem.placement})"))
+    return out

@@ -10,11 +10,13 @@ from pathlib import Path
 import click
 import onnx
 
-from fb_deploy._adapters import run_dory, run_gvsoc
+from fb_deploy._adapters import run_dory
 from fb_deploy._checker import check_model, errors
 from fb_deploy._dory_graph import load_model_dir, parse
 from fb_deploy._errors import DeployError
 from fb_deploy._export import DEFAULT_CODE_RESERVED, export_dory
+from fb_deploy._gvsoc import FLOWS, GvsocTools, run_gvsoc
+from fb_deploy._gvsoc_log import ChecksumError
 from fb_deploy._integer_network import IntegerNetwork, is_integer_network
 from fb_deploy._integerize import integerize
 from fb_deploy._memory import L2_BYTES, l2_report
@@ -172,6 +174,13 @@ def verify_cmd(model_dir: Path, n_random: int, seed: int, as_json: bool, artifac
         click.echo(f"  goldens: {report.golden_layers_equal}/{report.layers} layers bit-exact")
         for m in report.golden_mismatches:
             click.echo(f"    mismatch {m}")
+        for c in report.checksums:
+            if c["golden"] != c["twin"]:
+                click.echo(
+                    f"    {c['layer']}: checksum of the goldens {c['golden']}, of the twin (DORY's reading) {c['twin']}"
+                )
+        for e in report.check_errors:
+            click.echo(f"  {e}")
         if report.random_equal is not None:
             state = "bit-exact" if report.random_equal else f"MISMATCH in {report.random_mismatches}"
             click.echo(f"  twin vs integer reference on {report.random_inputs} random inputs: {state}")
@@ -229,31 +238,66 @@ def layer_cmd(key: str, b_in: str, b_wt: str | None, b_out: str, output: Path, s
     click.echo(f"wrote {out}: {profiled.name} ({lt.op}, in {b_in} w {b_wt or '-'} out {b_out})")
 
 
+DORY_DIR = click.option("--dory-dir", envvar="DORY_HOME", help="DORY checkout (pulp-platform/dory) [env DORY_HOME].")
+DORY_PYTHON = click.option(
+    "--dory-python", envvar="DORY_PYTHON", help="Python for DORY (numpy<1.24, onnx, mako, ortools) [env DORY_PYTHON]."
+)
+PULP_SDK = click.option(
+    "--pulp-sdk", envvar="PULP_SDK_HOME", help="pulp-sdk checkout (configs/pulp-open*.sh) [env PULP_SDK_HOME]."
+)
+
+
 @main.command("dory")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--dory", "dory_path", type=click.Path(path_type=Path), help="DORY checkout (pulp-platform/dory).")
+@DORY_DIR
 @click.option("--isa", type=click.Choice(["xpulpv2", "xpulpnn1", "xpulpnn2"]), default="xpulpv2", show_default=True)
 @click.option("--app-dir", type=click.Path(file_okay=False, path_type=Path), help="Default: MODEL_DIR/app.")
-@click.option("--dory-python", envvar="FB_DORY_PYTHON", help="Python for DORY (numpy<1.24); env FB_DORY_PYTHON.")
+@DORY_PYTHON
 @click.option("--verbose-level", type=click.Choice(["None", "Perf_final", "Check_all+Perf_final", "Last+Perf_final"]))
 @_friendly
-def dory_cmd(model_dir, dory_path, isa, app_dir, dory_python, verbose_level) -> None:
+def dory_cmd(model_dir, dory_dir, isa, app_dir, dory_python, verbose_level) -> None:
     """Generate the PULP/GVSOC application of MODEL_DIR with the user's DORY (mixed-sw or mixed-hw kernels)."""
-    result = run_dory(model_dir, dory_path, isa, app_dir, dory_python, verbose_level)
+    result = run_dory(model_dir, dory_dir, isa, app_dir, dory_python, verbose_level)
     click.echo(f"DORY generated {result.app_dir} ({len(result.layers)} layers: {', '.join(result.layers)})")
     click.echo(f"  log: {result.log}")
 
 
 @main.command("gvsoc")
-@click.argument("app_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--sdk-setup", type=click.Path(path_type=Path), help="Script to source first (pulp-sdk config).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Default: APP_DIR/cycles.json")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--flow", type=click.Choice(list(FLOWS)), default="mixed-sw", show_default=True,
+              help="DORY kernels: mixed-sw (XpulpV2, pulp-open) or mixed-hw (XpulpNN, pulp-open-nn).")  # fmt: skip
+@click.option("-o", "--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Application, logs and cycles.json [default: MODEL_DIR/gvsoc-FLOW].")  # fmt: skip
+@DORY_DIR
+@DORY_PYTHON
+@PULP_SDK
+@click.option(
+    "--check/--no-check", default=True, show_default=True, help="Refuse models the DORY-rule checker rejects."
+)
+@click.option("--timeout", type=float, default=1800, show_default=True, help="Seconds for the build and the run.")
 @_friendly
-def gvsoc_cmd(app_dir: Path, sdk_setup: Path | None, output: Path | None) -> None:
-    """Run APP_DIR on GVSOC (make clean all run platform=gvsoc CORE=8) and write per-layer cycles as JSON."""
-    cycles = run_gvsoc(app_dir, sdk_setup)
-    output = output or app_dir / "cycles.json"
-    write_json(output, cycles.to_json())
-    for layer in cycles.layers:
-        click.echo(f"  {layer['index']:>3} {layer['name'] or '':<28} {layer['cycles']:>12} cycles")
-    click.echo(f"total {cycles.total_cycles} cycles ({cycles.format} format) -> {output}")
+def gvsoc_cmd(model_dir, flow, out_dir, dory_dir, dory_python, pulp_sdk, check, timeout) -> None:
+    """Generate, build and run MODEL_DIR on GVSOC; check every layer's checksum; write cycles.json.
+
+    Fails (exit 1, one line) naming the layer and both checksums when a layer computes a wrong output, or when
+    fewer layers report than the network has.
+    """
+    out_dir = out_dir or model_dir / f"gvsoc-{flow}"
+    tools = GvsocTools(dory_dir, dory_python, pulp_sdk)
+    try:
+        result = run_gvsoc(model_dir, flow, out_dir, tools, check=check, timeout=timeout)
+    except ChecksumError:
+        _print_layers(json.loads((out_dir / "cycles.json").read_text()))
+        raise
+    _print_layers(result)
+    click.echo(f"{result['checksums_ok']}/{result['network_layers']} checksums OK -> {out_dir / 'cycles.json'}")
+
+
+def _print_layers(result: dict) -> None:
+    for layer in result["layers"]:
+        check = layer["checksum"] if layer["checksum"] != "failed" else (
+            f"FAILED (expected {layer['expected_checksum']}, computed {layer['computed_checksum']})")  # fmt: skip
+        click.echo(f"  {layer['index']:>3} {layer['name']:<28} {layer['cycles'] or 0:>10} cycles  {check}")
+    click.echo(
+        f"total {result['total_cycles']} cycles on {result['target']} ({result['flow']}, {result['cores']} cores)"
+    )

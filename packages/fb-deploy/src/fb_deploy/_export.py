@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from fb_deploy._errors import IntegerizationError
 from fb_deploy._integer_network import IntegerNetwork, IntLayer, grid
 from fb_deploy._integerize import FLOAT32_EXACT
 from fb_deploy._reference import run_layers
@@ -62,12 +63,37 @@ class _Builder:
         return self.node("Clip", [y], min=float(lo), max=float(hi), out_bits=layer.out_bits)
 
 
+def _dory_add_order(layer: IntLayer, x: list[str], prev: str | None) -> tuple[list[str], bool]:
+    """The add's ONNX inputs in the order DORY runs them correctly (see ``_dory_add``), and whether it swapped.
+
+    DORY's kernel takes the output of the layer just before the add as its first input but reads it at the type of
+    ONNX input 0, and applies ``in1_*`` to it when ``int(input 0) > int(input 1)``: so that tensor goes first, with
+    its own requantization in ``in1_*``; tensor numbers increase in node order, so it is the larger one.
+    """
+    if prev not in x:
+        raise IntegerizationError(
+            f"layer {layer.name!r}: DORY runs an add on the output of the layer just before it ({prev}), "
+            f"which is not one of its inputs {x}; order the topology so that one branch ends right before the add"
+        )
+    if x[0] == x[1]:
+        raise IntegerizationError(
+            f"layer {layer.name!r}: adds tensor {x[0]} to itself; DORY's network.c saves no branch tensor for it "
+            "and the application hangs"
+        )
+    swap = x[0] != prev
+    x = [x[1], x[0]] if swap else x
+    if not (x[0].isdigit() and x[1].isdigit() and int(x[0]) > int(x[1])):
+        raise IntegerizationError(f"layer {layer.name!r}: add inputs {x}: DORY needs increasing integer tensor names")
+    return x, swap
+
+
 def build_dory_model(int_net: IntegerNetwork) -> onnx.ModelProto:
     """The DORY-format ONNX model of an integer network."""
     b = _Builder()
     _, h, w, c = int_net.input_shape_nhwc
     names = {int_net.input_tensor: INPUT_NAME}
     shapes = {int_net.input_tensor: (h, w, c)}
+    prev = None  # the ONNX output of the layer exported last: DORY runs the next layer on it
     for layer in int_net.layers:
         lt = layer.layer_type
         x = [names[t] for t in layer.inputs]
@@ -110,9 +136,8 @@ def build_dory_model(int_net: IntegerNetwork) -> onnx.ModelProto:
         else:
             (m1, a1, s1), (m2, a2, s2), (mo, ao, so) = layer.add_rq
             n1, n2 = 2 ** layer.in_bits[0], 2 ** layer.in_bits[1]
-            if all(t.isdigit() for t in x) and int(x[0]) > int(x[1]):
-                # DORY orders an adder's inputs by tensor number; keep each input with its own requant.
-                x = x[::-1]
+            x, swap = _dory_add_order(layer, x, prev)
+            if swap:
                 (m1, a1, s1, n1), (m2, a2, s2, n2) = (m2, a2, s2, n2), (m1, a1, s1, n1)
             y = b.node(
                 "Add",
@@ -135,7 +160,7 @@ def build_dory_model(int_net: IntegerNetwork) -> onnx.ModelProto:
                 out_signed=int(layer.out_signed),
                 add_bits=8,
             )
-        names[layer.output] = y
+        names[layer.output] = prev = y
         shapes[layer.output] = (lt.out_ch,) if layer.op == "linear" else (*lt.out_hw, lt.out_ch)
     last = int_net.layers[-1].layer_type
     out_shape = [1, last.out_ch] if int_net.layers[-1].op == "linear" else [1, last.out_ch, *last.out_hw]

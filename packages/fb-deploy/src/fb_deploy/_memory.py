@@ -91,20 +91,3 @@ def l2_report(graph, l2_bytes: int = L2_BYTES, code_reserved: int | None = None)
         report.append(LayerMemory(layer.name, int(in_b + out_b), int(w_b), placement, prev_out_l3, out_l3))
         prev_out_l3 = out_l3
     return report
-
-
-def l2_findings(graph, config) -> list:
-    """Checker findings from the estimate: warnings for L3 layers, an error where DORY cannot tile at all."""
-    from fb_deploy._checker import Finding
-
-    out = []
-    budget = L2_BYTES - int(config.get("code reserved space", 0))
-    for mem in l2_report(graph):
-        where = f"{mem.activations} B activations + {mem.weights} B weights vs {budget} B of L2"
-        if mem.placement == "impossible":
-            out.append(
-                Finding("error", "l2-memory", mem.name, f"{where}; DORY cannot tile it and exits 0 without output")
-            )
-        elif mem.placement != "L2":
-            out.append(Finding("warning", "l2-memory", mem.name, f"{where}; DORY tiles it from L3 ({mem.placement})"))
-    return out

@@ -14,17 +14,21 @@ from pathlib import Path
 import numpy as np
 
 from fb_deploy._reference import conv_float, window_sum
-from fb_schema import NetConfig, QuantizedNetwork, write_atomic
+from fb_schema import NetConfig, QuantizedNetwork, grid, max_abs, write_atomic
 from fb_schema.topologies import INPUT, Topology
 
 
 def _quant(x: np.ndarray, scale, bits: int, signed: bool) -> np.ndarray:
-    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    lo, hi = grid(bits, signed)
     return np.clip(np.round(x / scale), lo, hi) * scale
 
 
 def tensor_bits(topology: Topology, config: NetConfig) -> dict[str, int]:
-    """Each layer's output width: its consumer's b_in (a conv consumer's when there are several); 32 at the end."""
+    """Each layer's output width: its consumer's b_in (a conv consumer's when there are several); 32 at the end.
+
+    A tensor read only by a residual add takes the width of the add's other input when a conv sets that one:
+    DORY's add needs both inputs at one precision (fb-search's fake-quant model does the same).
+    """
     bits = {}
     for layer in topology.layers:
         consumers = topology.consumers(layer.name)
@@ -33,6 +37,12 @@ def tensor_bits(topology: Topology, config: NetConfig) -> dict[str, int]:
             continue
         conv = [c for c in consumers if c.layer_type.configurable]
         bits[layer.name] = config.layer((conv or consumers)[0].name).b_in
+        adds = [c for c in consumers if c.op == "add"]
+        if not conv and adds:
+            others = [t for t in adds[0].inputs if t != layer.name]
+            partner = [c for t in others for c in topology.consumers(t) if c.layer_type.configurable]
+            if partner:
+                bits[layer.name] = config.layer(partner[0].name).b_in
     return bits
 
 
@@ -119,7 +129,7 @@ def random_quantized_network(
             if layer.act == "relu6":
                 y = np.clip(y, 0, 6)
             signed = bool((y < 0).any())
-            scale = max(float(np.abs(y).max()), 1e-6) / (2 ** (bits - 1) if signed else 2**bits - 1)
+            scale = max(float(np.abs(y).max()), 1e-6) / max_abs(bits, signed)
             tensors[name] = {"bits": bits, "signed": signed, "scale": scale}
             y = _quant(y, scale, bits, signed)
         values[name] = y

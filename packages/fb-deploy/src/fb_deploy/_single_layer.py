@@ -4,7 +4,7 @@ Random integer weights at ``b_wt``; the requantization spreads the accumulator o
 the ``b_out`` grid (about +-3 standard deviations), so the kernels run on realistic, non-saturated data. Input
 channels that do not pack into bytes at ``b_in`` are zero-padded, as QuantLab's ``FixChannelNumbersPass`` does
 (an RGB stem at 4 bits runs with 4 input channels). Linear, add and average-pool layers are preceded by an
-identity 1x1 depthwise layer (see ``single_layer_network``); ``layer.json`` names the layer to time.
+identity 1x1 convolution (see ``single_layer_network``); ``layer.json`` names the layer to time.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 
 from fb_deploy._errors import IntegerizationError, OverflowProofError
-from fb_deploy._integer_network import IntegerNetwork, IntLayer, grid
+from fb_deploy._integer_network import IntegerNetwork, IntLayer
 from fb_deploy._integerize import (
     ACC_BITS,
     DORY_BITS,
@@ -43,7 +43,7 @@ def padded_layer_type(lt: LayerType, b_in: int) -> LayerType:
 def single_layer_network(
     layer_type: LayerType | str, b_in: int, b_wt: int | None, b_out: int = 8, seed: int = 0
 ) -> IntegerNetwork:
-    """A one-layer IntegerNetwork (input -> layer) with random weights; add layers sum the input with itself.
+    """A one-layer IntegerNetwork (input -> layer) with random weights; an add sums two identity copies of the input.
 
     Args:
         layer_type: a LayerType or its key.
@@ -63,11 +63,14 @@ def single_layer_network(
     lt = padded_layer_type(lt, b_in)
     rng = np.random.default_rng(seed)
     # DORY's first node must carry weights (its QuantLab frontend fails on a weightless first node) and an FC
-    # needs a Flatten before it: linear, add and avgpool read the image through an identity 1x1 depthwise
-    # convolution (weights 1, mul 1, add 0, shift 0), so that the kernel under test is measured on its own.
-    # An add reads that tensor twice (a network has a single input).
+    # needs a Flatten before it: linear, add and avgpool read the image through an identity 1x1 pointwise
+    # convolution (identity weights, mul 1, add 0, shift 0), so that the kernel under test is measured on its own.
+    # A pointwise convolution, not a 1x1 depthwise one: on GVSOC, DORY's depthwise kernel with a 1x1 window
+    # returns 255 for every output of this identity (checksum 16320 for the 64 inputs summing to 8320).
+    # An add reads that tensor and a second identity copy of it ("pre2"): DORY's network.c runs an add on the
+    # output of the layer just before it plus a branch tensor saved earlier, and hangs on one tensor read twice.
     src = "pre" if lt.op in ("linear", "add", "avgpool") else INPUT
-    inputs = (src, src) if lt.op == "add" else (src,)
+    inputs = (src, "pre2") if lt.op == "add" else (src,)
     in_hwc = (1, 1, lt.in_ch) if lt.op == "linear" else (lt.in_h, lt.in_w, lt.in_ch)
     common = dict(
         name="layer",
@@ -120,22 +123,24 @@ def single_layer_network(
         h, w = (1, 1) if lt.op == "linear" else (lt.in_h, lt.in_w)
         pre = IntLayer(
             name="pre",
-            op="depthwise_conv2d",
+            op="conv2d",
             inputs=(INPUT,),
             output="pre",
-            layer_type=LayerType.depthwise(h, w, lt.in_ch, kernel=1),
+            layer_type=LayerType.conv2d(h, w, lt.in_ch, lt.in_ch, kernel=1),
             in_bits=(b_in,),
             in_signed=(False,),
             out_bits=b_in,
             out_signed=False,
             w_bits=8,
-            weight=np.ones((1, 1, 1, lt.in_ch), np.int64),
+            weight=np.eye(lt.in_ch, dtype=np.int64).reshape(1, 1, lt.in_ch, lt.in_ch),
             mul=np.ones(lt.in_ch, np.int64),
             add=np.zeros(lt.in_ch, np.int64),
             shift=0,
             bounds={"acc": 2**b_in - 1, "requant": 2**b_in - 1},
         )
         layers.insert(0, pre)
+        if lt.op == "add":
+            layers.insert(1, dataclasses.replace(pre, name="pre2", inputs=("pre",), output="pre2"))
     return IntegerNetwork(
         network=f"layer_{lt.op}",
         input_tensor=INPUT,
@@ -147,7 +152,3 @@ def single_layer_network(
         requant_bits=width,
         logit_scale=np.ones(lt.out_ch),
     )
-
-
-def input_grid(net: IntegerNetwork) -> tuple[int, int]:
-    return grid(net.input_bits, net.input_signed)

@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from fb_deploy._dory_add import AddReading, add_reading
 from fb_deploy._dory_graph import DoryGraph, DoryLayer, attrs
 from fb_deploy._integer_network import grid
 
@@ -87,7 +88,10 @@ def build_twin(graph: DoryGraph, exact: int = EXACT) -> onnx.ModelProto:
 
     outputs = []
     for layer in graph.layers:
-        out = _layer(t, layer, as_int, as_float, exact)
+        if layer.kind == "add":
+            out = _add(t, layer, add_reading(graph, layer), as_int)
+        else:
+            out = _layer(t, layer, as_int, as_float, exact)
         it[layer.output] = out
         outputs.append((t.op("Identity", [out]), 2 if layer.kind == "fc" else 4))
     model_in = graph.model.graph.input[0]
@@ -104,16 +108,33 @@ def build_twin(graph: DoryGraph, exact: int = EXACT) -> onnx.ModelProto:
     return model
 
 
+def _add(t: _Twin, layer: DoryLayer, reading: AddReading | str, as_int) -> str:
+    """DORY's add kernel: each input, read at the precision DORY assigns it, requantized by the attributes DORY
+    applies to it and clipped to 8 bits of the read signedness; then summed and requantized (``_dory_add``)."""
+    a = attrs(layer.node)
+    if isinstance(reading, str):  # an order DORY's rules do not determine: the graph's own meaning
+        precs = tuple(zip(layer.in_bits, layer.in_signed))
+        reading = AddReading(tuple(layer.inputs), precs, precs, ("in1", "in2"))
+    parts = []
+    for x, stored, read, p in zip(reading.tensors, reading.stored, reading.read, reading.params):
+        v = as_int(x)
+        if stored != read and stored[0] == read[0]:  # the same bytes at the other signedness
+            lo_read = grid(*read)[0]
+            v = t.op(
+                "Add",
+                [
+                    t.op("Mod", [t.op("Sub", [v, t.const(lo_read, np.int64)]), t.const(2 ** read[0], np.int64)]),
+                    t.const(lo_read, np.int64),
+                ],
+            )
+        parts.append(t.requant(v, a[f"{p}_mul"], a[f"{p}_add"], 2 ** a[f"{p}_shift"], *grid(8, read[1])))
+    lo, hi = grid(layer.out_bits, layer.out_signed)
+    return t.requant(t.op("Add", parts), a["out_mul"], a["out_add"], 2 ** a["out_shift"], lo, hi)
+
+
 def _layer(t: _Twin, layer: DoryLayer, as_int, as_float, exact: int) -> str:
     a = attrs(layer.node)
     lo, hi = grid(layer.out_bits, layer.out_signed) if layer.out_bits <= 32 else (-(2**63), 2**63 - 1)
-    if layer.kind == "add":
-        parts = []
-        for i, (x, signed) in enumerate(zip(layer.inputs, layer.in_signed), start=1):
-            m, ad, s = a[f"in{i}_mul"], a[f"in{i}_add"], a[f"in{i}_shift"]
-            parts.append(t.requant(as_int(x), m, ad, 2**s, *grid(8, signed)))
-        y = t.op("Add", parts)
-        return t.requant(y, a["out_mul"], a["out_add"], 2 ** a["out_shift"], lo, hi)
     x_bound = _max_abs(layer.in_bits[0], layer.in_signed[0])
     if layer.kind == "maxpool":
         pool_attrs = {k: a[k] for k in ("kernel_shape", "strides", "pads") if k in a}

@@ -1,18 +1,19 @@
-"""The ``gvsoc`` backend: measure each point on the user's DORY + PULP SDK + GVSOC installation.
+"""The ``gvsoc`` backend: measure each point on the user's DORY + PULP SDK + GVSOC installation, through fb-deploy.
 
-Per (layer type, b_in, b_wt): fb-deploy writes a one-layer DORY model directory (``fb-deploy layer KEY --b-in N
---b-wt N --b-out N -o DIR``), DORY generates the application (``network_generate.py ... --optional mixed-sw`` for
-XpulpV2, ``mixed-hw`` for XpulpNN), the PULP SDK builds and runs it on GVSOC (``make clean all run platform=gvsoc
-CORE=8``) and the layer's ``num cycles`` is parsed from the output. DORY runs under the interpreter the user names
-(it needs numpy < 1.24). This is how the Free Bits paper (arXiv 2307.02894, Sec. IV) measured its tables.
+Per (layer type, b_in, b_wt): ``fb-deploy layer KEY --b-in N --b-wt N --b-out N -o DIR`` writes a one-layer DORY
+model directory, and ``fb-deploy gvsoc DIR --flow mixed-sw|mixed-hw`` (XpulpV2 | XpulpNN) generates it with DORY,
+builds it with the PULP SDK, runs it on GVSOC with every layer's checksum checked and writes ``cycles.json``; the
+profiled layer's cycles are read from it. fb-deploy is the one GVSOC adapter (commands, flags, log parsing); this
+backend only calls its command line. The tools are located by the same options and environment variables as in
+fb-deploy: ``--dory-dir`` (``DORY_HOME``), ``--dory-python`` (``DORY_PYTHON``), ``--pulp-sdk`` (``PULP_SDK_HOME``),
+which the GVSOC kit's ``env.sh`` exports. This is how the Free Bits paper (arXiv 2307.02894, Sec. IV) measured
+its tables.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import shlex
 import shutil
 import subprocess
 import tempfile
@@ -24,58 +25,7 @@ from fb_schema import LayerType, Target
 
 GVSOC_ISAS = {"xpulpv2": ("mixed-sw", "pulp-open"), "xpulpnn1": ("mixed-hw", "pulp-open-nn")}
 BITS = (2, 4, 8)
-
-# DORY >= Nov 2022 (net_utils.c print_perf), DORY <= Oct 2022 (network_c_template.c), 2020 DORY (network.c).
-_CURRENT = re.compile(r"^[ \t]*(?P<name>\S[^\n]*?) performance:[ \t]*\r?\n[ \t]*- num cycles: (?P<cyc>\d+)", re.M)
-_OCT2022_LAYER = re.compile(r"^[ \t]*Layer\s+(?P<idx>\d+)\s*:\s*num_cycles:\s*(?P<cyc>\d+)", re.M)
-_OCT2022_TOTAL = re.compile(r"^num_cycles:\s*(?P<cyc>\d+)\s*$", re.M)
-_Y2020_LAYER = re.compile(r"^\s*\[(?P<idx>\d+)\]\s*:\s*num_cycles:\s*(?P<cyc>\d+)", re.M)
-
-
-def parse_perf(text: str) -> dict[str, int]:
-    """Cycle counts by layer name from a DORY application's output; the network total is under ``"Final"``."""
-    out: dict[str, int] = {}
-    for m in _CURRENT.finditer(text):
-        out[m["name"].strip()] = int(m["cyc"])
-    if out:
-        return out
-    for m in _OCT2022_LAYER.finditer(text):
-        out[f"Layer {int(m['idx'])}"] = int(m["cyc"])
-    for m in _OCT2022_TOTAL.finditer(text):
-        out["Final"] = int(m["cyc"])
-    if out:
-        return out
-    for m in _Y2020_LAYER.finditer(text):
-        out[f"[{int(m['idx'])}]"] = int(m["cyc"])
-    return out
-
-
-def layer_cycles_from_log(text: str, name: str | None = None, index: int | None = None) -> int:
-    """Cycles of the profiled layer: the block of ``name`` (or ``index`` in the older formats) if given, else the
-    sum of all layer blocks, else the network total.
-
-    fb-deploy's one-layer networks may put an identity layer in front (linear, add); its ``layer.json`` names the
-    profiled DORY layer, which is why the name matters.
-
-    Raises:
-        RuntimeError: a checksum failed, the named layer has no block, or no cycle count was printed.
-    """
-    failed = [x.strip() for x in text.splitlines() if re.search(r"Checksum\s+Failed", x)]
-    if failed:
-        raise RuntimeError(f"the GVSOC run computed a wrong result ({failed[0]})")
-    perf = parse_perf(text)
-    if name is not None or index is not None:
-        for candidate in (name, f"Layer {index}", f"[{index}]"):
-            if candidate in perf:
-                return perf[candidate]
-        raise RuntimeError(f"no cycle count for DORY layer {name!r} (index {index}) in the GVSOC output; "
-                           f"found {', '.join(perf) or 'none'}")  # fmt: skip
-    layers = {k: v for k, v in perf.items() if k != "Final"}
-    if layers:
-        return sum(layers.values())
-    if "Final" in perf:
-        return perf["Final"]
-    raise RuntimeError("no cycle count in the GVSOC output (expected DORY's '<layer> performance:' block)")
+ENV = {"dory_dir": "DORY_HOME", "dory_python": "DORY_PYTHON", "pulp_sdk": "PULP_SDK_HOME"}
 
 
 def deploy_command(fb_deploy: str, key: str, b_in: int, b_wt: int | None, b_out: int, out_dir: str) -> list[str]:
@@ -86,35 +36,38 @@ def deploy_command(fb_deploy: str, key: str, b_in: int, b_wt: int | None, b_out:
     return cmd + ["--b-out", str(b_out), "-o", out_dir]
 
 
-def dory_command(python: str, dory_dir: str, model_dir: str, app_dir: str, isa: str) -> list[str]:
-    """DORY's generator for the PULP_gvsoc target with per-layer performance counters."""
-    flow = GVSOC_ISAS[isa][0]
-    return [python, str(Path(dory_dir) / "network_generate.py"), "Quantlab", "PULP.PULP_gvsoc",
-            str(Path(model_dir) / "config.json"), "--app_dir", app_dir, "--optional", flow, "--perf_layer",
-            "--verbose_level", "Perf_final"]  # fmt: skip
+def gvsoc_command(fb_deploy: str, model_dir: str, out_dir: str, isa: str, tools: dict[str, str | None]) -> list[str]:
+    """``fb-deploy gvsoc`` for the ISA's flow; tool options only where given (else fb-deploy reads the env)."""
+    cmd = [fb_deploy, "gvsoc", model_dir, "--flow", GVSOC_ISAS[isa][0], "-o", out_dir]
+    for key, value in tools.items():
+        if value:
+            cmd += [f"--{key.replace('_', '-')}", value]
+    return cmd
 
 
-def run_command(pulp_sdk: str, app_dir: str, isa: str) -> list[str]:
-    """Build and run on GVSOC in the SDK's environment (CORE=8: the Makefile defaults to one core)."""
-    config = Path(pulp_sdk) / "configs" / f"{GVSOC_ISAS[isa][1]}.sh"
-    script = f"source {shlex.quote(str(config))} && make -C {shlex.quote(app_dir)} clean all run platform=gvsoc CORE=8"
-    return ["bash", "-c", script]
+def layer_cycles(cycles: dict[str, Any], name: str | None) -> int:
+    """Cycles of the profiled DORY layer ``name`` in fb-deploy's ``cycles.json`` (the last layer if unnamed)."""
+    layers = cycles.get("layers") or []
+    found = next((x for x in layers if x["name"] == name), None) if name else (layers[-1] if layers else None)
+    if found is None or found.get("cycles") is None:
+        seen = ", ".join(x["name"] for x in layers) or "none"
+        raise RuntimeError(f"no cycle count for DORY layer {name!r} in cycles.json; found {seen}")
+    return int(found["cycles"])
 
 
 @dataclass
 class GvsocBackend:
-    """Measures points on GVSOC through the user's tools (paths from options or environment variables)."""
+    """Measures points on GVSOC through ``fb-deploy gvsoc`` (tool paths from options or environment variables)."""
 
     isa: str
     dory_python: str | None = None
     dory_dir: str | None = None
     pulp_sdk: str | None = None
-    toolchain: str | None = None
     fb_deploy: str | None = None
     work_dir: str | None = None
     timeout: float = 3600.0
     name: str = "gvsoc"
-    version: str = "1"
+    version: str = "2"
     chunk: int = 1  # minutes per point: cache and report each one
 
     @classmethod
@@ -125,14 +78,8 @@ class GvsocBackend:
             )
         if isa not in GVSOC_ISAS:
             raise ValueError(f"unknown ISA {isa!r} for the gvsoc backend; expected one of {', '.join(GVSOC_ISAS)}")
-        env = os.environ
-        defaults = {
-            "dory_python": env.get("FB_DORY_PYTHON"),
-            "dory_dir": env.get("FB_DORY_DIR"),
-            "pulp_sdk": env.get("FB_PULP_SDK"),
-            "toolchain": env.get("PULP_RISCV_GCC_TOOLCHAIN"),
-            "fb_deploy": env.get("FB_DEPLOY") or "fb-deploy",
-        }
+        defaults = {k: os.environ.get(v) for k, v in ENV.items()}
+        defaults["fb_deploy"] = os.environ.get("FB_DEPLOY") or "fb-deploy"
         given = {k: v for k, v in options.items() if v is not None}
         unknown = set(given) - set(defaults) - {"work_dir", "timeout"}
         if unknown:
@@ -144,7 +91,8 @@ class GvsocBackend:
         return f"{self.name}:{self.isa}"
 
     def cache_params(self) -> dict[str, Any]:
-        return {"isa": self.isa, "dory_dir": self.dory_dir, "pulp_sdk": self.pulp_sdk, "toolchain": self.toolchain}
+        toolchain = os.environ.get("PULP_RISCV_GCC_TOOLCHAIN")
+        return {"isa": self.isa, "dory_dir": self.dory_dir, "pulp_sdk": self.pulp_sdk, "toolchain": toolchain}
 
     def target(self, b_out: int, allowed_bits: tuple[int, ...]) -> Target:
         return Target(
@@ -167,8 +115,7 @@ class GvsocBackend:
 
     def preflight(self) -> None:
         """Raise a one-line ValueError naming the first missing tool, what to install and which option to set."""
-        deploy = shutil.which(self.fb_deploy or "fb-deploy")
-        if deploy is None:
+        if shutil.which(self.fb_deploy or "fb-deploy") is None:
             raise ValueError(
                 f"gvsoc backend: fb-deploy not found ({self.fb_deploy!r}): install it from this "
                 "repository (pip install -e packages/fb-deploy) or point --fb-deploy to it"
@@ -176,12 +123,12 @@ class GvsocBackend:
         if not self.dory_dir or not (Path(self.dory_dir) / "network_generate.py").is_file():
             raise ValueError(
                 f"gvsoc backend: DORY not found ({self.dory_dir!r} has no network_generate.py): clone "
-                "pulp-platform/dory with its submodules and point --dory-dir (or FB_DORY_DIR) to it"
+                "pulp-platform/dory with its submodules and point --dory-dir (or DORY_HOME) to it"
             )
         python = self.dory_python and shutil.which(self.dory_python)
         hint = (
             "DORY needs its own interpreter with numpy<1.24, onnx, mako, ortools: create a venv (pip install "
-            "'numpy<1.24' onnx mako ortools) and point --dory-python (or FB_DORY_PYTHON) to its python"
+            "'numpy<1.24' onnx mako ortools) and point --dory-python (or DORY_PYTHON) to its python"
         )
         if not python:
             raise ValueError(f"gvsoc backend: DORY's interpreter not found ({self.dory_python!r}): {hint}")
@@ -199,42 +146,34 @@ class GvsocBackend:
         if not self.pulp_sdk or not config.is_file():
             raise ValueError(
                 f"gvsoc backend: PULP SDK not found ({self.pulp_sdk!r} has no configs/{config.name}): "
-                "clone pulp-platform/pulp-sdk and point --pulp-sdk (or FB_PULP_SDK) to it"
+                "clone pulp-platform/pulp-sdk and point --pulp-sdk (or PULP_SDK_HOME) to it"
             )
-        gcc = Path(self.toolchain or "") / "bin" / "riscv32-unknown-elf-gcc"
-        if not self.toolchain or not gcc.is_file():
+        toolchain = os.environ.get("PULP_RISCV_GCC_TOOLCHAIN")
+        if not toolchain or not (Path(toolchain) / "bin" / "riscv32-unknown-elf-gcc").is_file():
             raise ValueError(
-                f"gvsoc backend: PULP RISC-V GCC toolchain not found ({self.toolchain!r} has no "
-                "bin/riscv32-unknown-elf-gcc): install the PULP riscv-nn toolchain and set "
-                "PULP_RISCV_GCC_TOOLCHAIN (or --toolchain)"
+                f"gvsoc backend: RISC-V GCC not found (PULP_RISCV_GCC_TOOLCHAIN={toolchain!r} has no "
+                "bin/riscv32-unknown-elf-gcc): export it (the GVSOC kit's env.sh does)"
             )
-        for tool in ("bash", "make"):
-            if shutil.which(tool) is None:
-                raise ValueError(f"gvsoc backend: {tool} not found on PATH: install it (e.g. apt-get install {tool})")
 
-    def _run(self, step: str, cmd: list[str], cwd: str | None = None) -> str:
-        env = {**os.environ, "PULP_RISCV_GCC_TOOLCHAIN": self.toolchain or ""}
+    def _run(self, step: str, cmd: list[str]) -> None:
         try:
-            proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=self.timeout)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout)
         except subprocess.TimeoutExpired:
             raise RuntimeError(f"{step} timed out after {self.timeout:.0f} s") from None
         if proc.returncode != 0:
             tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or [""]
-            raise RuntimeError(f"{step} failed (exit {proc.returncode}): {tail[0]}")
-        return proc.stdout + proc.stderr
+            raise RuntimeError(f"{step} failed (exit {proc.returncode}): {tail[0].removeprefix('Error: ')}")
 
     def latency(self, lt: LayerType, b_in: int, b_wt: int | None, b_out: int = 8) -> int:
         point = f"{lt.key}_a{b_in}_w{b_wt or 0}_o{b_out}"
         with tempfile.TemporaryDirectory(prefix="fb-gvsoc-") as tmp:
             root = Path(self.work_dir) / point if self.work_dir else Path(tmp)
-            model, app = root / "model", root / "app"
+            model, run = root / "model", root / "run"
             shutil.rmtree(root, ignore_errors=True)
             root.mkdir(parents=True)
             deploy = shutil.which(self.fb_deploy or "fb-deploy") or "fb-deploy"
             self._run("fb-deploy layer", deploy_command(deploy, lt.key, b_in, b_wt, b_out, str(model)))
-            python, dory = self.dory_python or "python3", self.dory_dir or "."
-            self._run("DORY network_generate", dory_command(python, dory, str(model), str(app), self.isa), cwd=dory)
-            log = self._run("GVSOC run", run_command(self.pulp_sdk or ".", str(app), self.isa))
-            (root / "gvsoc.log").write_text(log)
+            tools = {"dory_dir": self.dory_dir, "dory_python": self.dory_python, "pulp_sdk": self.pulp_sdk}
+            self._run("fb-deploy gvsoc", gvsoc_command(deploy, str(model), str(run), self.isa, tools))
             info = json.loads((model / "layer.json").read_text()) if (model / "layer.json").is_file() else {}
-            return layer_cycles_from_log(log, info.get("dory_layer"), info.get("dory_layer_index"))
+            return layer_cycles(json.loads((run / "cycles.json").read_text()), info.get("dory_layer"))

@@ -124,7 +124,7 @@ def sweep(
         progress: show a progress bar.
         b_out: output bits of every layer (the table's ``b_out``).
         constants: a calibrated constants file for the pulp-model backend.
-        **backend_options: tool paths of the gvsoc backend (dory_python, dory_dir, pulp_sdk, toolchain, ...).
+        **backend_options: tool paths of the gvsoc backend (dory_dir, dory_python, pulp_sdk, fb_deploy, ...).
 
     Returns:
         The LatencyTable; points that failed twice are listed under ``failed``.

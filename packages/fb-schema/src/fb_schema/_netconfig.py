@@ -114,9 +114,25 @@ class NetConfig:
             "metrics": self.metrics,
         }
 
+    def identity_json(self) -> dict[str, Any]:
+        """What makes two configs the same network at the same precisions: no provenance, no metrics."""
+        doc = self.to_json()
+        return {k: doc[k] for k in ("schema", "network", "layer_types", "layers")}
+
     def sha256(self) -> str:
-        """sha256 of the canonical JSON of the whole config."""
-        return sha256_of(self.to_json())
+        """sha256 of the canonical JSON of :meth:`identity_json`: stable as provenance and metrics are added.
+
+        Example:
+            >>> from fb_schema.topologies import digitsnet
+            >>> cfg = NetConfig.homogeneous(digitsnet(), 4, 4)
+            >>> cfg.with_metrics(val_accuracy=0.9).sha256() == cfg.sha256()
+            True
+        """
+        return sha256_of(self.identity_json())
+
+    def with_metrics(self, **metrics: Any) -> NetConfig:
+        """A copy whose metrics are this config's updated with ``metrics`` (the config itself is frozen)."""
+        return replace(self, metrics={**self.metrics, **metrics})
 
     def save(self, path: str | os.PathLike) -> None:
         write_json(path, self.to_json())

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
-from fb_schema import LatencyTable, NetConfig, Precision
+from fb_schema import LatencyTable, NetConfig
 from fb_schema.topologies import Topology, get_topology, resolve_topology, topology_from_json, topology_to_json
 from fb_search._checkpoint import load_checkpoint, load_into, save_checkpoint
 from fb_search._data import Dataset
@@ -180,7 +180,7 @@ def search(
         provenance |= {"objective": objective, "variant": variant, "target": table.target.name}
     provenance |= {"checkpoint": ckpt, "float_checkpoint": str(float_ckpt), "steps": steps, "recipe": recipe}
     config = to_netconfig(topology, precisions, provenance, metrics)
-    config.metrics["bops"] = config.bops()
+    config = config.with_metrics(bops=config.bops())
     config.save(out_dir / "configs" / f"{name}.json")
     return config
 
@@ -289,10 +289,10 @@ def finetune(
     acc, wrong = val_accuracy(model, data)
     ckpt = save_checkpoint(model, out / "checkpoint", _meta(topology, "tqt", config_sha256=config.sha256()))
     path = export_quantized_network(model, topology, config, data.val_subset(ref_images)[0], out / "network.json")
-    tuned = config.with_precisions({}, checkpoint=ckpt)
-    tuned.metrics.update(config.metrics)
-    tuned.metrics.update({"val_accuracy": acc, "val_errors": wrong, "accuracy_stage": "tqt",
-                          "finetune_seconds": round(time.time() - t0, 1)})  # fmt: skip
+    tuned = config.with_precisions({}, checkpoint=ckpt).with_metrics(
+        val_accuracy=acc, val_errors=wrong, accuracy_stage="tqt",
+        finetune_seconds=round(time.time() - t0, 1),
+    )  # fmt: skip
     tuned.save(out / "config.json")
     return acc, str(path)
 
@@ -300,7 +300,3 @@ def finetune(
 def homogeneous(topology: Topology | str, b_in: int, b_wt: int, data: Dataset | None = None) -> NetConfig:
     """A homogeneous NetConfig (fixed inputs and the first layer at 8 bits)."""
     return NetConfig.homogeneous(_topology(topology, data), b_in, b_wt)
-
-
-def precisions_of(config: NetConfig) -> dict[str, Precision]:
-    return config.precisions()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from flax import nnx
 
-from fb_schema import NetConfig, Precision, QuantizedNetwork, write_atomic
+from fb_schema import NetConfig, Precision, QuantizedNetwork, max_abs, write_atomic
 from fb_schema.topologies import INPUT, Topology, get_topology, topology_from_json, topology_to_json
 from fb_search._model import QNet, to_netconfig
 from fb_search._train import predict
@@ -85,7 +85,7 @@ def export_quantized_network(
 
 
 def _threshold(scale: float | np.ndarray, bits: int, signed: bool) -> np.ndarray:
-    return np.asarray(scale, np.float64) * (2 ** (bits - 1) if signed else 2**bits - 1)
+    return np.asarray(scale, np.float64) * max_abs(bits, signed)
 
 
 def load_quantized_network(

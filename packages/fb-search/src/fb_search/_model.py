@@ -9,7 +9,8 @@
 * ``tqt``: like ``fixed`` but with TQT's learned thresholds (fine-tuning).
 
 Each tensor is quantized once, at the ``b_in`` of its first conv/linear consumer (whose ``in_q`` it is); a
-tensor read only by adds/pools is quantized at 8 bits by its producer's ``out_q``. A tensor is signed iff its
+tensor read only by adds/pools is quantized by its producer's ``out_q``, at 8 bits, or in ``fixed``/``tqt`` mode at
+the bits of the add's other input (DORY's add needs both inputs at one precision). A tensor is signed iff its
 producer has no ReLU and it is not a sum/average of unsigned tensors. A tensor read by a max pool shares the
 pool's output quantizer (max commutes with quantization). The input is quantized at 8 bits over the topology's
 ``input_range`` (signed symmetric when it reaches below 0). Locked variant (Free Bits, arXiv
@@ -84,6 +85,18 @@ def maxpool_sources(topology: Topology) -> dict[str, str]:
                 raise ValueError(f"{topology.name}: {layer.name}: a max pool must be the only reader of a layer output")
             out[src] = layer.name
     return out
+
+
+def adder_partner_bits(topology: Topology, tensor: str, owners: dict[str, list[str]], cfg: dict) -> int:
+    """Bits of a tensor read only by adds/pools: those of the other input of the add it feeds, if that one is set
+    by a conv consumer, else 8. DORY's add kernel needs both inputs at one precision (it copies the second input
+    with the first one's byte length), so the fake-quant model quantizes them alike."""
+    for layer in topology.layers:
+        if layer.op == "add" and tensor in layer.inputs:
+            for other in layer.inputs:
+                if other != tensor and owners.get(other):
+                    return cfg[owners[other][0]].b_in
+    return FIXED_BITS
 
 
 def check_config(config: NetConfig, topology: Topology, allowed_bits=DEFAULT_BITS) -> None:
@@ -193,7 +206,8 @@ class QNet(nnx.Module):
                 phi = layers[owner].w_q.phi if lock else None
                 q = quantizer(bits, fixed, signed[tensor], False, 6.0, phi)
             else:
-                q = quantizer(FIXED_BITS, True, signed[tensor], False)
+                bits = adder_partner_bits(topology, tensor, owners, cfg) if cfg else FIXED_BITS
+                q = quantizer(bits, True, signed[tensor], False)
             if users:
                 for user in users:
                     layers[user].in_q = nnx.data(q)

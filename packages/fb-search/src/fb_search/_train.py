@@ -32,8 +32,6 @@ from fb_search._distributed import (
 )
 from fb_search.quant import FloatQuant, tqt_grad_normalizer
 
-GROUPS = ("weights", "gates", "log_t")
-
 
 @dataclass(frozen=True)
 class OptSpec:

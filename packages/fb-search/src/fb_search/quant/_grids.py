@@ -14,6 +14,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from fb_schema import grid as schema_grid
+
 
 def grid(t: jax.Array, bits: int, signed: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(lo, hi, eps) of the ``bits``-bit grid with threshold ``t`` (broadcastable).
@@ -35,8 +37,8 @@ def grid(t: jax.Array, bits: int, signed: bool) -> tuple[jax.Array, jax.Array, j
 
 
 def int_range(bits: int, signed: bool) -> tuple[int, int]:
-    """The integer range of a grid: ``[-2^(b-1), 2^(b-1)-1]`` (signed) or ``[0, 2^b - 1]``."""
-    return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    """The integer range of a grid: ``[-2^(b-1), 2^(b-1)-1]`` (signed) or ``[0, 2^b - 1]`` (``fb_schema.grid``)."""
+    return schema_grid(bits, signed)
 
 
 def step(t: jax.Array, bits: int, signed: bool) -> jax.Array:

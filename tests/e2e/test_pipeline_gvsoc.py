@@ -1,0 +1,68 @@
+"""The pipeline's GVSOC step (config ``"gvsoc": True``): flows per pick, the report section, and a real run of
+one deployed network where the GVSOC kit is configured."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import click
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+
+from fbpipe import gvsoc  # noqa: E402
+
+SELECTION = {
+    "pulp-model:xpulpv2": {"0.5pp": "fb-a", "1.5pp": "fb-b"},
+    "pulp-model:xpulpnn1": {"0.5pp": "fb-a"},
+    "pulp-model:xpulpnn2": {"0.5pp": "fb-c"},
+}
+
+
+def test_flows_follow_the_isas_that_picked_a_network():
+    assert gvsoc.flows_of("fb-a", SELECTION) == ["mixed-sw", "mixed-hw"]
+    assert gvsoc.flows_of("fb-b", SELECTION) == ["mixed-sw"]
+    assert gvsoc.flows_of("fb-c", SELECTION) == ["mixed-hw"]  # XpulpNNv2: correctness with the XpulpNN kernels
+    assert gvsoc.flows_of("8b", SELECTION) == ["mixed-sw"]  # baselines: XpulpV2
+
+
+def test_report_section():
+    rec = {"flow": "mixed-sw", "target": "pulp-open", "checksums_ok": 10, "layers": 10, "cycles": 443711,
+           "table_cycles": 221000, "table_isa": "xpulpv2"}  # fmt: skip
+    lines = gvsoc.report_lines({"8b": {"gvsoc": [rec]}, "4b": {}})
+    assert lines[1] == "## On GVSOC (DORY, 8 cores)"
+    assert lines[-1] == "| `8b` | mixed-sw | pulp-open | 10/10 | 443,711 | 221,000 (xpulpv2) | 2.01 |"
+    assert gvsoc.report_lines({"8b": {}}) == []
+
+
+def _kit_missing() -> str | None:
+    unset = [
+        v for v in ("DORY_HOME", "DORY_PYTHON", "PULP_SDK_HOME", "PULP_RISCV_GCC_TOOLCHAIN") if not os.environ.get(v)
+    ]
+    if unset:
+        return f"GVSOC kit not configured ({', '.join(unset)} unset): source PREFIX/env.sh pulp-open"
+    return None if shutil.which("gvsoc") else "gvsoc not on PATH: source PREFIX/env.sh pulp-open"
+
+
+@pytest.mark.skipif(_kit_missing() is not None, reason=_kit_missing() or "")
+def test_run_all_on_gvsoc(tmp_path):
+    """The fixture's network exported now: every layer passes; its old export is refused, naming the add."""
+    from fb_deploy import IntegerNetwork, export_dory
+
+    fixture = ROOT / "tests" / "fixtures" / "gvsoc" / "digitsnet-8b-f1924e9" / "model"
+    new = export_dory(IntegerNetwork.load(fixture / "integer_network.json"), tmp_path / "new")
+    run = SimpleNamespace(tables=dict, cfg=SimpleNamespace(allowed_bits=(2, 4, 8)))
+    deployed = {"8b": {"dir": str(new)}}
+    gvsoc.run_all(run, deployed, {"8b": {"config": ""}}, {})
+    [rec] = deployed["8b"]["gvsoc"]
+    assert (rec["flow"], rec["checksums_ok"], rec["layers"], rec["error"]) == ("mixed-sw", 10, 10, None)
+    assert rec["cycles"] > 0 and rec["table_cycles"] is None
+    old = tmp_path / "old"
+    shutil.copytree(fixture, old)
+    with pytest.raises(click.ClickException, match="gvsoc: 8b .mixed-sw.: .*residual-add-order.*Addition7"):
+        gvsoc.run_all(run, {"8b": {"dir": str(old)}}, {"8b": {"config": ""}}, {})
