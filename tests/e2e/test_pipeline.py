@@ -1,6 +1,7 @@
 """The whole pipeline on a reduced config: hard-asserts what the method guarantees, reports the rest."""
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -23,7 +24,12 @@ pytestmark = pytest.mark.slow  # the whole pipeline, trained
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("e2e")
     cfg = load_config(ROOT / "tests" / "e2e" / "small_config.py")
-    pipeline.run_pipeline(cfg, out)
+    cwd = os.getcwd()
+    os.chdir(out.parent)  # a relative run directory, as `--out runs/x` gives: stored paths must not depend on it
+    try:
+        pipeline.run_pipeline(cfg, Path(out.name))
+    finally:
+        os.chdir(cwd)
     return out
 
 
@@ -37,7 +43,8 @@ def test_free_bits_children_never_slower_nor_less_precise(run_dir, results):
     children = {cid: c for cid, c in results["configs"].items() if c["parent"]}
     assert len(children) == 3 * (4 + 1)  # 3 targets × (4 BB configs + 4b/4b)
     for cid, c in children.items():
-        parent, child = NetConfig.load(results["configs"][c["parent"]]["path"]), NetConfig.load(c["path"])
+        parent = NetConfig.load(run_dir / results["configs"][c["parent"]]["path"])
+        child = NetConfig.load(run_dir / c["path"])
         table = tables[c["target"]]
         assert network_latency(child, table) <= network_latency(parent, table), cid
         for a, b in zip(parent.layers, child.layers):
@@ -80,3 +87,71 @@ def test_second_run_reuses_every_stage(run_dir, monkeypatch):
         monkeypatch.setattr(fb_search, name, refuse)
     cfg = load_config(ROOT / "tests" / "e2e" / "small_config.py")
     pipeline.run_pipeline(cfg, run_dir)
+
+
+# -- reuse checks what it reuses (each case truncates one stage output of the finished run) ----------------------
+def _records(run_dir) -> dict[str, dict]:
+    return {r["key"]: r for r in (json.loads(p.read_text()) for p in (run_dir / "records").glob("*.json"))}
+
+
+def _expected_reruns(before: dict, after: dict, damaged: str) -> set[str]:
+    """The damaged unit, and every unit with an upstream that re-ran and changed its digest (transitively)."""
+    ran = {damaged}
+    grew = True
+    while grew:
+        grew = False
+        for key, rec in after.items():
+            ups = rec["inputs"].get("upstream", {})
+            if key not in ran and any(u in ran and before[u]["digest"] != after[u]["digest"] for u in ups):
+                ran.add(key)
+                grew = True
+    return ran
+
+
+def _selected_finetuned(results) -> str:
+    return next(c for c in results["finetuned"] if c not in ("8b", "4b"))
+
+
+@pytest.mark.parametrize(
+    ("damaged", "output"),
+    [
+        ("table/pulp-xpulpnn1", lambda r: "tables/pulp-xpulpnn1.json"),
+        ("finetune/8b", lambda r: "finetune/8b/result.json"),
+        ("finetune/{sel}", lambda r: str(Path(r["finetuned"][_selected_finetuned(r)]["artifact"]).with_suffix(".npz"))),
+        ("deploy/4b", lambda r: "deploy/4b/model.onnx"),
+    ],
+)
+def test_truncated_output_reruns_its_stage_and_dependents_only(run_dir, results, damaged, output):
+    damaged = damaged.format(sel=_selected_finetuned(results))
+    path = run_dir / output(results)
+    before = _records(run_dir)
+    size = path.stat().st_size
+    path.write_bytes(path.read_bytes()[: size // 2])
+    cfg = load_config(ROOT / "tests" / "e2e" / "small_config.py")
+    pipeline.run_pipeline(cfg, run_dir)
+    assert path.stat().st_size > size // 2, f"{output(results)} is still truncated"
+    from fbpipe.records import path_sha256
+
+    after = _records(run_dir)
+    for rel, sha in after[damaged]["outputs"].items():  # the outputs are whole again, and recorded as such
+        assert path_sha256(run_dir / rel) == sha, rel
+    new = json.loads((run_dir / "results.json").read_text())
+    assert set(new["work"]["ran"]) == _expected_reruns(before, after, damaged)
+    assert set(new["work"]["ran"]) | set(new["work"]["reused"]) == set(after)
+    for cid, d in new["deployed"].items():
+        assert d["verified"] and not d["check_errors"], cid
+
+
+def test_resumes_from_another_directory(run_dir, results, tmp_path, monkeypatch):
+    for section in ("tables", "configs"):
+        for item in results[section].values():
+            assert not os.path.isabs(item["path"]) and (run_dir / item["path"]).is_file()
+    for info in results["finetuned"].values():
+        assert not os.path.isabs(info["artifact"]) and (run_dir / info["artifact"]).is_file()
+    (run_dir / "deploy" / "8b" / "result.json").unlink()  # deploy 8b runs again, reading the fine-tuned artifact
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(ROOT / "tests" / "e2e" / "small_config.py")
+    pipeline.run_pipeline(cfg, Path(os.path.relpath(run_dir, tmp_path)))
+    new = json.loads((run_dir / "results.json").read_text())
+    assert "deploy/8b" in new["work"]["ran"]
+    assert new["deployed"]["8b"]["verified"]

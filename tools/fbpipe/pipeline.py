@@ -7,10 +7,9 @@ from pathlib import Path
 
 import click
 
-import fb_search
 from fb_schema import NetConfig, read_json, write_json
-from fb_schema.topologies import resolve_topology
 from fbpipe import gvsoc, report, stages
+from fbpipe.checks import check_config, load_data
 from fbpipe.config import PipelineConfig
 from fbpipe.run import Run
 
@@ -27,14 +26,13 @@ STAGES = (
 )
 
 
-def plan(cfg: PipelineConfig, out: Path) -> str:
-    """The plan of a run; a user FILE.npz is loaded and checked against the network, a recipe file imported."""
-    from fb_search.recipes import get_recipe
-    from fbpipe.run import network_of
-
-    get_recipe(cfg.recipe)
-    data = load_data(cfg) if cfg.data.endswith(".npz") else None
-    topo = network_of(cfg, data) if data is not None else resolve_topology(cfg.network, **cfg.network_params)
+def plan(cfg: PipelineConfig, out: Path, source: str | None = None) -> str:
+    """The plan of a run, after checking every value of the config and opening its data set (a user FILE.npz is
+    read and checked against the network)."""
+    source = source or f"config {cfg.name!r}"
+    check_config(cfg, source)
+    data = load_data(cfg, source, missing_ok=True)
+    topo = network_for(cfg, None if isinstance(data, str) else data, source)
     n_bb = len(cfg.variants) * len(cfg.mus)
     name = cfg.network if topo.name == cfg.network else f"{topo.name} ({cfg.network})"
     lo, hi = topo.input_range
@@ -43,7 +41,7 @@ def plan(cfg: PipelineConfig, out: Path) -> str:
         f"network {name} ({len(topo.layers)} layers, "
         f"{len(topo.layer_types())} layer types), data {cfg.data}, seed {cfg.seed}",
         f"input {topo.input_shape} range [{lo:g}, {hi:g}]"
-        + (f"; data checked: {len(data.train_x)} train / {len(data.val_x)} val images" if data is not None else ""),
+        + (f"; data checked: {len(data.train_x)} train / {len(data.val_x)} val images" if _in_memory(data) else ""),
         f"1. float training: {_steps(cfg.float_steps)} (recipe {cfg.recipe})",
         f"2. latency tables: {', '.join(cfg.targets)} × {len(cfg.allowed_bits) ** 2} pairs",
         f"3. Bayesian Bits: variants {list(cfg.variants)} × μ {list(cfg.mus)} = {n_bb} runs of "
@@ -61,23 +59,35 @@ def plan(cfg: PipelineConfig, out: Path) -> str:
         "8. integerize, DORY export, check, verify" + ("; run every network on GVSOC" if cfg.gvsoc else ""),
         "9. report.md, results.json, plots",
     ]
+    if isinstance(data, str):  # planned before the data was prepared: the run itself would stop here
+        lines.append(f"warning: {data}")
     return "\n".join(lines)
+
+
+def _in_memory(data) -> bool:
+    return getattr(data, "train_x", None) is not None and not isinstance(data, str)
 
 
 def _steps(n: int | None) -> str:
     return "the recipe's steps" if n is None else f"{n} steps"
 
 
-def load_data(cfg: PipelineConfig):
-    """The config's data set: a named one or a user FILE.npz (validated by fb-search's loader)."""
-    if cfg.data.endswith(".npz"):
-        return fb_search.load_npz_data(cfg.data, cfg.data_layout)
-    return fb_search.get_data(cfg.data)
+def network_for(cfg: PipelineConfig, data, source: str):
+    """The config's network with its input range, checked against the data (a one-line error naming the config)."""
+    from fbpipe.run import network_of
+
+    try:
+        return network_of(cfg, data)
+    except ValueError as exc:
+        raise click.ClickException(f"{source}: data: {exc}") from None
 
 
-def run_pipeline(cfg: PipelineConfig, out: Path) -> Path:
-    data = load_data(cfg)
-    run = Run(cfg, out, data)
+def run_pipeline(cfg: PipelineConfig, out: Path, progress: bool = True, source: str | None = None) -> Path:
+    source = source or f"config {cfg.name!r}"
+    check_config(cfg, source)  # before anything is trained or written
+    data = load_data(cfg, source)
+    network_for(cfg, data, source)
+    run = Run(cfg, out, data, progress=progress)
     n = len(STAGES)
     with run.stage(1, n, STAGES[0]):
         float_ckpt = stages.train_float(run, data)
@@ -119,12 +129,14 @@ def write_results(run: Run, data, candidates, selection, finetuned, deployed) ->
         "val_images": int(len(data.val_y)),
         "float_accuracy": read_json(run.out / "checkpoints" / "float.json")["val_accuracy"],
         "slugs": {t: cfg.target_slug(t) for t in cfg.targets},
-        "tables": {t: {"path": str(run.table_path(t)), "sha256": tables[t].sha256()} for t in cfg.targets},
-        "configs": {c.id: _config_record(c, nets[c.id], tables) for c in candidates},
+        # Paths are relative to the run directory, so the run can be read and resumed from any cwd.
+        "tables": {t: {"path": run.rel(run.table_path(t)), "sha256": tables[t].sha256()} for t in cfg.targets},
+        "configs": {c.id: _config_record(c, nets[c.id], tables, run.rel(c.path)) for c in candidates},
         "selection": {t: picks for t, picks in selection.items()},
         "finetuned": finetuned,
         "deployed": deployed,
         "versions": report.versions(),
+        "work": {"ran": list(run.records.ran), "reused": list(run.records.reused)},
     }
     results["hypervolume"] = report.hypervolumes(results, cfg.hypervolume_reference)
     results["hypervolume_reference"] = list(cfg.hypervolume_reference)
@@ -145,11 +157,11 @@ def write_results(run: Run, data, candidates, selection, finetuned, deployed) ->
     return run.out / "report.md"
 
 
-def _config_record(c, net: NetConfig, tables) -> dict:
+def _config_record(c, net: NetConfig, tables, path: str) -> dict:
     from fb_heuristic import network_latency
 
     return {
-        "path": str(c.path),
+        "path": path,
         "sha256": net.sha256(),
         "method": net.provenance.get("method"),
         "seed": net.provenance.get("seed"),

@@ -9,9 +9,10 @@ from typing import Any
 
 import click
 
-from fb_schema import LatencyTable, NetConfig, SchemaError
+from fb_schema import LatencyTable, NetConfig
 from fb_schema.topologies import resolve_topology
 from fbpipe.config import PipelineConfig
+from fbpipe.records import Records
 
 
 @dataclass
@@ -23,6 +24,7 @@ class Candidate:
     checkpoint: str
     parent: str | None = None
     target: str | None = None  # FB children belong to one target
+    key: str | None = None  # the record of the work that wrote it (its digest is what dependents depend on)
 
     def load(self, allowed) -> NetConfig:
         return NetConfig.load(self.path, allowed)
@@ -50,11 +52,17 @@ class Run:
     out: Path
     data: Any = None
     timings: dict[str, float] = field(default_factory=dict)
+    progress: bool = True
 
     def __post_init__(self) -> None:
         self.topology = network_of(self.cfg, self.data)
         for sub in ("configs", "tables", "checkpoints", "finetune", "deploy"):
             (self.out / sub).mkdir(parents=True, exist_ok=True)
+        self.records = Records(self.out, click.echo)
+        self.cached = self.records.cached
+        self.upstream = self.records.upstream
+        self.rel = self.records.rel
+        self.path = self.records.resolve
 
     # -- bookkeeping --------------------------------------------------------------------------------------------
     def stage(self, index: int, total: int, title: str):
@@ -65,21 +73,15 @@ class Run:
                 self.t0 = time.perf_counter()
                 click.secho(f"[{index}/{total}] {title}", bold=True)
 
-            def __exit__(self, *exc):
-                run.timings[title] = time.perf_counter() - self.t0
-                click.echo(f"      done in {run.timings[title]:.1f} s")
+            def __exit__(self, exc_type, *exc):
+                seconds = time.perf_counter() - self.t0
+                if exc_type is not None:  # the error itself is reported by the caller
+                    click.echo(f"      failed after {seconds:.1f} s", err=True)
+                    return
+                run.timings[title] = seconds
+                click.echo(f"      done in {seconds:.1f} s")
 
         return _Stage()
-
-    def load_config(self, path: Path) -> NetConfig | None:
-        """A finished stage output, or None if absent or invalid (then the stage runs again)."""
-        if not path.exists():
-            return None
-        try:
-            return NetConfig.load(path, self.cfg.allowed_bits)
-        except SchemaError as exc:
-            click.echo(f"      re-running: {exc}")
-            return None
 
     def table_path(self, target: str) -> Path:
         return self.out / "tables" / f"{self.cfg.target_slug(target)}.json"

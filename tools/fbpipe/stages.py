@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import click
@@ -11,47 +12,48 @@ import fb_deploy
 import fb_profile
 import fb_search
 from fb_heuristic import free_bits, homogeneous, knapsack, network_latency, select
-from fb_schema import NetConfig, QuantizedNetwork, read_json, write_json
+from fb_schema import LatencyTable, NetConfig, QuantizedNetwork, read_json, write_json
 from fbpipe.run import Candidate, Run, with_accuracy
+
+KNAPSACK_BINS = 4096
 
 
 def train_float(run: Run, data) -> str:
+    cfg = run.cfg
     marker = run.out / "checkpoints" / "float.json"
-    if marker.exists():
+    inputs = {"network": cfg.network, "network_params": cfg.network_params, "data": cfg.data,
+              "recipe": cfg.recipe, "seed": cfg.seed, "float_steps": cfg.float_steps}  # fmt: skip
+
+    def load() -> str:
         info = read_json(marker)
         click.echo(f"      reusing float checkpoint ({info['val_accuracy']:.2%})")
-        return info["checkpoint"]
-    ckpt = fb_search.train_float(
-        run.topology,
-        data,
-        steps=run.cfg.float_steps,
-        seed=run.cfg.seed,
-        recipe=run.cfg.recipe,
-        ckpt_dir=run.out / "checkpoints" / "float",
-    )
-    acc = read_json(Path(ckpt) / "meta.json")["val_accuracy"]
-    write_json(marker, {"checkpoint": str(ckpt), "val_accuracy": acc})
-    click.echo(f"      float accuracy {acc:.2%}")
-    return str(ckpt)
+        return str(run.path(info["checkpoint"]).absolute())
+
+    def compute():
+        ckpt = fb_search.train_float(run.topology, data, steps=cfg.float_steps, seed=cfg.seed, recipe=cfg.recipe,
+                                     ckpt_dir=run.out / "checkpoints" / "float")  # fmt: skip
+        acc = read_json(Path(ckpt) / "meta.json")["val_accuracy"]
+        write_json(marker, {"checkpoint": run.rel(ckpt), "val_accuracy": acc})
+        click.echo(f"      float accuracy {acc:.2%}")
+        return str(ckpt), [marker, Path(ckpt)]
+
+    steps = run.out / "checkpoints" / "float" / f"float-s{cfg.seed}-steps"
+    return run.cached("float", inputs, compute, load, scratch=(steps,))
 
 
-def _bb_run(run: Run, data, float_ckpt: str, cid: str, variant: str, mu: float, out_dir: Path, **extra) -> NetConfig:
+def _bb_run(run: Run, data, float_ckpt: str, cid: str, variant: str, mu: float, out_dir: Path,
+            upstream: tuple, extra_inputs: dict, **extra) -> NetConfig:  # fmt: skip
     path = run.out / "configs" / f"{cid}.json"
-    net = run.load_config(path)
-    if net is None:
-        net = fb_search.search(
-            run.topology,
-            data,
-            float_ckpt,
-            variant=variant,
-            mu=mu,
-            steps=run.cfg.search_steps,
-            seed=run.cfg.seed,
-            out_dir=out_dir,
-            recipe=run.cfg.recipe,
-            **extra,
-        )
+    inputs = {**extra_inputs, "upstream": run.upstream("float", *upstream), "variant": variant, "mu": mu,
+              "recipe": run.cfg.recipe, "search_steps": run.cfg.search_steps, "seed": run.cfg.seed}  # fmt: skip
+
+    def compute():
+        net = fb_search.search(run.topology, data, float_ckpt, variant=variant, mu=mu, steps=run.cfg.search_steps,
+                               seed=run.cfg.seed, out_dir=out_dir, recipe=run.cfg.recipe, **extra)  # fmt: skip
         net.save(path)
+        return net, [path, Path(net.provenance["checkpoint"])]
+
+    net = run.cached(f"search/{cid}", inputs, compute, lambda: NetConfig.load(path, run.cfg.allowed_bits))
     click.echo(f"      {cid:<34} acc {net.metrics['val_accuracy']:.2%}  bops {net.bops():,}")
     return net
 
@@ -66,36 +68,41 @@ def search(run: Run, data, float_ckpt: str) -> list[Candidate]:
     for variant in run.cfg.variants:
         for mu in run.cfg.mus:
             cid = f"bb-{variant}-mu{mu:g}"
-            net = _bb_run(run, data, float_ckpt, cid, variant, mu, run.out / "search")
-            out.append(Candidate(cid, run.out / "configs" / f"{cid}.json", net.provenance["checkpoint"]))
+            net = _bb_run(run, data, float_ckpt, cid, variant, mu, run.out / "search", (), {})
+            path = run.out / "configs" / f"{cid}.json"
+            out.append(Candidate(cid, path, net.provenance["checkpoint"], key=f"search/{cid}"))
     for target, table in run.tables().items() if run.cfg.latency_mus else ():
         slug = run.cfg.target_slug(target)
         for variant in run.cfg.latency_variants:
             for mu in run.cfg.latency_mus:
                 cid = f"lat-{slug}-{variant}-mu{mu:g}"
                 net = _bb_run(run, data, float_ckpt, cid, variant, mu, run.out / "search" / f"lat-{slug}",
-                              objective="latency", table=table)  # fmt: skip
+                              (f"table/{slug}",), {"objective": "latency"}, objective="latency",
+                              table=table)  # fmt: skip
                 path = run.out / "configs" / f"{cid}.json"
-                out.append(Candidate(cid, path, net.provenance["checkpoint"], None, target))
+                out.append(Candidate(cid, path, net.provenance["checkpoint"], None, target, f"search/{cid}"))
     return out
 
 
 def profile(run: Run) -> None:
     """One latency table per target over the network's layer types (fb-profile's cache makes re-runs cheap)."""
+    types = fb_profile.layer_types_of(run.topology)
     for target in run.cfg.targets:
         path = run.table_path(target)
-        if path.exists():
+
+        def compute(target=target, path=path):
+            table = fb_profile.sweep(types, target=target, allowed_bits=run.cfg.allowed_bits,
+                                     cache_dir=run.out / "tables" / ".cache", progress=run.progress)  # fmt: skip
+            table.save(path)
+            click.echo(f"      wrote {path.name} ({len(table.entries)} entries)")
+            return None, [path]
+
+        def load(path=path):
+            LatencyTable.load(path)
             click.echo(f"      reusing {path.name}")
-            continue
-        table = fb_profile.sweep(
-            fb_profile.layer_types_of(run.topology),
-            target=target,
-            allowed_bits=run.cfg.allowed_bits,
-            cache_dir=run.out / "tables" / ".cache",
-            progress=True,
-        )
-        table.save(path)
-        click.echo(f"      wrote {path.name} ({len(table.entries)} entries)")
+
+        inputs = {"target": target, "allowed_bits": run.cfg.allowed_bits, "layer_types": sorted(types)}
+        run.cached(f"table/{run.cfg.target_slug(target)}", inputs, compute, load)
 
 
 def homogeneous_candidates(run: Run, data, float_ckpt: str) -> list[Candidate]:
@@ -105,14 +112,17 @@ def homogeneous_candidates(run: Run, data, float_ckpt: str) -> list[Candidate]:
     for bits in (8, 4):
         cid = f"{bits}b"
         path = run.out / "configs" / f"{cid}.json"
-        net = run.load_config(path)
-        if net is None:
+
+        def compute(bits=bits, path=path):
             net = homogeneous(base, bits) if bits != 8 else base
-            acc = fb_search.evaluate(net, float_ckpt, data)
-            net = with_accuracy(net, acc, "bb-eval")
+            net = with_accuracy(net, fb_search.evaluate(net, float_ckpt, data), "bb-eval")
             net.save(path)
+            return net, [path]
+
+        inputs = {"upstream": run.upstream("float"), "bits": bits, "seed": run.cfg.seed}
+        net = run.cached(f"homogeneous/{cid}", inputs, compute, lambda p=path: NetConfig.load(p, run.cfg.allowed_bits))
         click.echo(f"      {cid:<22} acc {net.metrics['val_accuracy']:.2%}")
-        out.append(Candidate(cid, path, float_ckpt))
+        out.append(Candidate(cid, path, float_ckpt, key=f"homogeneous/{cid}"))
     return out
 
 
@@ -126,8 +136,8 @@ def apply_free_bits(run: Run, data, parents: list[Candidate]) -> list[Candidate]
                 continue  # nothing is more precise than 8b/8b; latency-aware configs belong to one target
             cid = f"fb-{slug}--{parent.id}"
             path = run.out / "configs" / f"{cid}.json"
-            net = run.load_config(path)
-            if net is None:
+
+            def compute(parent=parent, table=table, path=path):
                 before = parent.load(run.cfg.allowed_bits)
                 net = free_bits(before, table, run.cfg.allowed_bits)
                 if net.precisions() == before.precisions():
@@ -136,10 +146,15 @@ def apply_free_bits(run: Run, data, parents: list[Candidate]) -> list[Candidate]
                     acc = fb_search.evaluate(net, parent.checkpoint, data)
                 net = with_accuracy(net, acc, "bb-eval")
                 net.save(path)
+                return net, [path]
+
+            inputs = {"upstream": run.upstream(parent.key, f"table/{slug}"), "allowed_bits": run.cfg.allowed_bits}
+            net = run.cached(f"free-bits/{cid}", inputs, compute,
+                             lambda p=path: NetConfig.load(p, run.cfg.allowed_bits))  # fmt: skip
             before_lat = network_latency(parent.load(run.cfg.allowed_bits), table)
             after_lat = network_latency(net, table)
             click.echo(f"      {cid:<40} lat {after_lat / before_lat - 1:+6.1%}  acc {net.metrics['val_accuracy']:.2%}")
-            children.append(Candidate(cid, path, parent.checkpoint, parent.id, target))
+            children.append(Candidate(cid, path, parent.checkpoint, parent.id, target, f"free-bits/{cid}"))
     return children
 
 
@@ -159,19 +174,28 @@ def knapsack_candidates(run: Run, data, bb: list[Candidate]) -> list[Candidate]:
         for fraction in run.cfg.knapsack_budgets:
             cid = f"ks-{slug}-{fraction:g}"
             path = run.out / "configs" / f"{cid}.json"
-            net = run.load_config(path)
-            if net is None:
+
+            def compute(table=table, fraction=fraction, path=path, cid=cid):
                 budget = int(fraction * network_latency(base, table))
                 try:
-                    net = knapsack(parent, table, budget, bins=4096).config
+                    net = knapsack(parent, table, budget, bins=KNAPSACK_BINS).config
                 except ValueError as exc:
                     click.echo(f"      {cid}: {exc}")
-                    continue
+                    path.unlink(missing_ok=True)
+                    return None, []  # recorded as infeasible: no output
                 net = with_accuracy(net, fb_search.evaluate(net, source.checkpoint, data), "bb-eval")
                 net.save(path)
+                return net, [path]
+
+            inputs = {"upstream": run.upstream(source.key, f"table/{slug}"), "fraction": fraction,
+                      "bins": KNAPSACK_BINS}  # fmt: skip
+            load = lambda p=path: NetConfig.load(p, run.cfg.allowed_bits) if p.exists() else None  # noqa: E731
+            net = run.cached(f"knapsack/{cid}", inputs, compute, load)
+            if net is None:
+                continue
             lat = network_latency(net, table) / network_latency(base, table)
             click.echo(f"      {cid:<40} lat {lat - 1:+6.1%}  acc {net.metrics['val_accuracy']:.2%}")
-            out.append(Candidate(cid, path, source.checkpoint, None, target))
+            out.append(Candidate(cid, path, source.checkpoint, None, target, f"knapsack/{cid}"))
     return out
 
 
@@ -198,35 +222,36 @@ def choose(run: Run, candidates: list[Candidate]) -> dict[str, dict[str, str]]:
 
 
 def finetune(run: Run, data, todo: list[Candidate]) -> dict[str, dict]:
-    """TQT fine-tuning of each selected and baseline config; writes the QuantizedNetwork artifact."""
+    """TQT fine-tuning of each selected and baseline config; writes the QuantizedNetwork artifact.
+
+    The returned (and recorded) paths are relative to the run directory; open them with ``run.path``.
+    """
     results = {}
     for cand in todo:
         out_dir = run.out / "finetune" / cand.id
         marker = out_dir / "result.json"
-        if marker.exists():
-            results[cand.id] = read_json(marker)
-            click.echo(f"      reusing {cand.id} ({results[cand.id]['tqt_accuracy']:.2%})")
-            continue
-        net = cand.load(run.cfg.allowed_bits)
-        acc, artifact = fb_search.finetune(
-            net,
-            cand.checkpoint,
-            data,
-            steps=run.cfg.finetune_steps,
-            seed=run.cfg.seed,
-            out_dir=out_dir,
-            ref_images=run.cfg.reference_images,
-            recipe=run.cfg.recipe,
-        )
-        checkpoint = str(Path(artifact).parent / "checkpoint")
-        results[cand.id] = {
-            "tqt_accuracy": float(acc),
-            "artifact": str(artifact),
-            "checkpoint": checkpoint,
-            "config": str(Path(artifact).parent / "config.json"),
-        }
-        write_json(marker, results[cand.id])
-        click.echo(f"      {cand.id:<40} TQT acc {acc:.2%}")
+
+        def compute(cand=cand, out_dir=out_dir, marker=marker):
+            net = cand.load(run.cfg.allowed_bits)
+            acc, artifact = fb_search.finetune(net, cand.checkpoint, data, steps=run.cfg.finetune_steps,
+                                               seed=run.cfg.seed, out_dir=out_dir, ref_images=run.cfg.reference_images,
+                                               recipe=run.cfg.recipe)  # fmt: skip
+            folder = Path(artifact).parent
+            info = {"tqt_accuracy": float(acc), "artifact": run.rel(artifact),
+                    "checkpoint": run.rel(folder / "checkpoint"),
+                    "config": run.rel(folder / "config.json")}  # fmt: skip
+            write_json(marker, info)
+            click.echo(f"      {cand.id:<40} TQT acc {acc:.2%}")
+            return info, [marker, folder]
+
+        def load(cand=cand, marker=marker):
+            info = read_json(marker)
+            click.echo(f"      reusing {cand.id} ({info['tqt_accuracy']:.2%})")
+            return info
+
+        inputs = {"upstream": run.upstream(cand.key), "finetune_steps": run.cfg.finetune_steps, "seed": run.cfg.seed,
+                  "recipe": run.cfg.recipe, "reference_images": run.cfg.reference_images}  # fmt: skip
+        results[cand.id] = run.cached(f"finetune/{cand.id}", inputs, compute, load)
     return results
 
 
@@ -235,30 +260,37 @@ def deploy(run: Run, data, finetuned: dict[str, dict]) -> dict[str, dict]:
     results = {}
     for cid, info in finetuned.items():
         out_dir = run.out / "deploy" / cid
-        marker = out_dir / "result.json"
-        if marker.exists():
-            results[cid] = read_json(marker)
-            continue
-        qn = QuantizedNetwork.load(info["artifact"])
-        int_net = fb_deploy.integerize(qn)  # 32-bit requantization where provably precise, else 64-bit
-        fb_deploy.export_dory(int_net, out_dir)
-        errors = fb_deploy.errors(fb_deploy.check_model(out_dir / "model.onnx"))
-        report = fb_deploy.verify(out_dir)
-        tuned = NetConfig.load(info["config"], run.cfg.allowed_bits)
-        acc, agree = integer_accuracy(int_net, qn, tuned, info["checkpoint"], data)
-        results[cid] = {
-            "check_errors": [str(e) for e in errors],
-            "verified": bool(report.ok),
-            "integer_accuracy": acc,
-            "argmax_disagreements": agree,
-            "dir": str(out_dir),
-        }
-        write_json(marker, results[cid])
-        click.echo(
-            f"      {cid:<40} check {'ok' if not errors else 'FAILED'}  verify "
-            f"{'bit-exact' if report.ok else 'MISMATCH'}  integer acc {acc:.2%}"
-        )
+
+        def compute(cid=cid, info=info, out_dir=out_dir):
+            shutil.rmtree(out_dir, ignore_errors=True)  # no file of an earlier export may survive into this one
+            result = _deploy_one(run, data, info, out_dir)
+            write_json(out_dir / "result.json", result)
+            click.echo(
+                f"      {cid:<40} check {'ok' if not result['check_errors'] else 'FAILED'}  verify "
+                f"{'bit-exact' if result['verified'] else 'MISMATCH'}  integer acc {result['integer_accuracy']:.2%}"
+            )
+            return result, [out_dir]
+
+        inputs = {"upstream": run.upstream(f"finetune/{cid}")}
+        results[cid] = run.cached(f"deploy/{cid}", inputs, compute, lambda d=out_dir: read_json(d / "result.json"))
     return results
+
+
+def _deploy_one(run: Run, data, info: dict, out_dir: Path) -> dict:
+    qn = QuantizedNetwork.load(run.path(info["artifact"]))
+    int_net = fb_deploy.integerize(qn)  # 32-bit requantization where provably precise, else 64-bit
+    fb_deploy.export_dory(int_net, out_dir)
+    errors = fb_deploy.errors(fb_deploy.check_model(out_dir / "model.onnx"))
+    report = fb_deploy.verify(out_dir)
+    tuned = NetConfig.load(run.path(info["config"]), run.cfg.allowed_bits)
+    acc, agree = integer_accuracy(int_net, qn, tuned, str(run.path(info["checkpoint"])), data)
+    return {
+        "check_errors": [str(e) for e in errors],
+        "verified": bool(report.ok),
+        "integer_accuracy": acc,
+        "argmax_disagreements": agree,
+        "dir": run.rel(out_dir),
+    }
 
 
 def integer_accuracy(int_net, qn: QuantizedNetwork, config: NetConfig, checkpoint: str, data) -> tuple[float, int]:

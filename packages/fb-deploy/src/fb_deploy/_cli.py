@@ -58,7 +58,7 @@ def _load_network(path: Path, requant_bits: str, max_shift: int | None = None) -
     return integerize(QuantizedNetwork.load(path), _requant_bits(requant_bits), max_shift)
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(package_name="fb-deploy")
 def main() -> None:
     """Free Bits deployment: integer networks for DORY on PULP microcontrollers."""

@@ -40,15 +40,19 @@ def integerize(qn: QuantizedNetwork, requant_bits: int | str = "auto", max_shift
         IntegerizationError: an unsupported op or bit width, an unpackable channel count, or (for an explicit
             width) an overflow that the bit widths cannot rule out; the message names the layer.
     """
+
+    def shift(width: int) -> int:  # 0 is a valid shift: test for None, not for truth
+        return (24 if width == 32 else 30) if max_shift is None else max_shift
+
     if requant_bits == "auto":
         try:
-            return _integerize(qn, 32, max_shift or 24, precise=True)
+            return _integerize(qn, 32, shift(32), precise=True)
         except OverflowProofError:
-            return _integerize(qn, 64, max_shift or 30)
+            return _integerize(qn, 64, shift(64))
     if requant_bits not in (32, 64):
         raise IntegerizationError(f"requant_bits: 32, 64 or 'auto' expected, got {requant_bits!r}")
     width = int(requant_bits)
-    return _integerize(qn, width, max_shift or (24 if width == 32 else 30))
+    return _integerize(qn, width, shift(width))
 
 
 def _integerize(qn: QuantizedNetwork, width: int, max_shift: int, precise: bool = False) -> IntegerNetwork:

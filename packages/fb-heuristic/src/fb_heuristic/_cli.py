@@ -11,7 +11,7 @@ import click
 from fb_heuristic._diff import diff, format_diff
 from fb_heuristic._free_bits import free_bits, network_latency
 from fb_heuristic._knapsack import knapsack
-from fb_heuristic._select import pareto_front, select
+from fb_heuristic._select import check_same_network, pareto_front, select
 from fb_schema import LatencyTable, MissingLatencyError, NetConfig, SchemaError
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -36,7 +36,7 @@ def _bits(text: str) -> tuple[int, ...]:
     return bits
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(package_name="fb-heuristic")
 def main() -> None:
     """Free-bits heuristic and configuration selection (latency tables from fb-profile)."""
@@ -102,6 +102,8 @@ def select_cmd(configs, table, baseline, latency_target, max_accuracy_drop, as_j
     base = _load(NetConfig, baseline, lt.target.allowed_bits)
     names = {id(n): str(p) for n, p in zip([*nets, base], [*configs, baseline])}
     try:
+        for net, path in zip(nets, configs):
+            check_same_network(net, base, str(path))
         chosen = select(nets, lt, base, latency_target, max_accuracy_drop)
         front = pareto_front([base, *nets], lt)
     except (ValueError, MissingLatencyError) as exc:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from fb_schema import LatencyTable, NetConfig, Precision, all_pairs
 
 INF = math.inf
+MAX_MEMORY = 2 << 30  # bytes the DP tables may take (one Python float slot is about CELL_BYTES)
+CELL_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ def knapsack_front(
     bins: int | None = 4096,
     allowed: Iterable[int] | None = None,
     locked: bool = False,
+    max_memory: int = MAX_MEMORY,
 ) -> list[KnapsackResult]:
     """The whole accuracy/latency front up to ``max_budget`` cycles from one DP pass, fastest first.
 
@@ -113,6 +116,8 @@ def knapsack_front(
         bins: number of latency bins; ``None`` = 1-cycle bins (exact).
         allowed: bit widths (default: the table's ``allowed_bits``).
         locked: only pairs with b_in == b_wt for layers whose input is searchable.
+        max_memory: bytes the DP tables may take; a larger problem is refused with the memory it needs
+            (the latency axis never extends past the slowest assignment, so huge budgets stay cheap).
 
     Example:
         >>> from fb_schema import Target
@@ -127,7 +132,7 @@ def knapsack_front(
         >>> [(r.latency, r.cost) for r in knapsack_front(net, table, 600, bins=None)][:2]
         [(340, 30.0), (360, 28.0)]
     """
-    solved = _prepare(net, table, max_budget, bins, allowed, locked)
+    solved = _prepare(net, table, max_budget, bins, allowed, locked, max_memory)
     if solved is None:
         return []
     items, tables, width, provenance = solved
@@ -139,14 +144,27 @@ def knapsack_front(
     return front
 
 
-def _prepare(net, table, max_budget, bins, allowed, locked):
+def _check_memory(layers: int, cells: int, width: int, limit: int) -> None:
+    need = (layers + 1) * cells * CELL_BYTES
+    if need > limit:
+        raise ValueError(
+            f"knapsack: {layers} layers x {cells:,} latency bins of {width} cycle(s) need about "
+            f"{need / 2**30:.1f} GiB (limit {limit / 2**30:.1f} GiB); use fewer bins or a smaller budget"
+        )
+
+
+def _prepare(net, table, max_budget, bins, allowed, locked, max_memory):
     bits = tuple(sorted(allowed)) if allowed is not None else table.target.allowed_bits
     fixed_latency, items = _choices(net, table, bits, locked)
     free = max_budget - fixed_latency
     if free < 0:
         return None
-    width = 1 if bins is None else max(1, math.ceil(free / bins))
-    tables = _solve(items, free // width, width)
+    # A budget beyond the slowest assignment constrains nothing: the latency axis need not reach past it.
+    slowest = [max(lat for _, lat, _ in options) for _, options in items]
+    width = 1 if bins is None else max(1, math.ceil(min(free, sum(slowest)) / bins))
+    capacity = min(free // width, sum(-(-lat // width) for lat in slowest))
+    _check_memory(len(items), capacity + 1, width, max_memory)
+    tables = _solve(items, capacity, width)
     provenance = {
         "method": "knapsack",
         "parent": net.sha256(),
@@ -170,13 +188,15 @@ def knapsack(
     bins: int | None = 4096,
     allowed: Iterable[int] | None = None,
     locked: bool = False,
+    max_memory: int = MAX_MEMORY,
 ) -> KnapsackResult:
     """The least-sensitivity assignment with total latency ≤ ``budget`` (see :func:`knapsack_front`).
 
     Raises:
-        ValueError: if even the fastest assignment exceeds the budget.
+        ValueError: if even the fastest assignment exceeds the budget, or the DP would need more than
+            ``max_memory`` bytes.
     """
-    solved = _prepare(net, table, budget, bins, allowed, locked)
+    solved = _prepare(net, table, budget, bins, allowed, locked, max_memory)
     if solved is None or solved[1][-1][-1] == INF:
         raise ValueError(f"no assignment fits the latency budget {budget} cycles")
     items, tables, width, provenance = solved

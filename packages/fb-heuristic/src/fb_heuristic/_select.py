@@ -53,6 +53,28 @@ def pareto_front(configs: Sequence[NetConfig], table: LatencyTable) -> list[Scor
     return front
 
 
+def check_same_network(config: NetConfig, baseline: NetConfig, name: str = "config") -> None:
+    """Raise ValueError unless ``config`` has the baseline's layers: the same names, in order, of the same types.
+
+    Selection compares latencies and accuracies, which means nothing between different networks (a config
+    holding 3 of 10 layers would look very fast).
+    """
+    ours = [(layer.name, config.layer_types[layer.layer_type].key) for layer in config.layers]
+    theirs = [(layer.name, baseline.layer_types[layer.layer_type].key) for layer in baseline.layers]
+    if ours == theirs:
+        return
+    names, base_names = [n for n, _ in ours], [n for n, _ in theirs]
+    missing = [n for n in base_names if n not in names]
+    extra = [n for n in names if n not in base_names]
+    if missing or extra:
+        what = "missing " + ", ".join(missing[:3]) if missing else "unknown " + ", ".join(extra[:3])
+        raise ValueError(f"{name}: layers: expected the baseline's {len(base_names)} layers, got {len(names)} ({what})")
+    for (n, key), (_, base_key) in zip(ours, theirs):
+        if key != base_key:
+            raise ValueError(f"{name}: layers.{n}: expected layer type {base_key}, got {key}")
+    raise ValueError(f"{name}: layers: expected the baseline's layer order {', '.join(base_names[:4])}, ...")
+
+
 def select(
     configs: Sequence[NetConfig],
     table: LatencyTable,
@@ -67,10 +89,13 @@ def select(
     baseline's (ties: more accurate). The baseline itself is always a candidate.
 
     Raises:
-        ValueError: with the fastest latency on offer, when no configuration meets the latency target.
+        ValueError: with the fastest latency on offer, when no configuration meets the latency target; when a
+            configuration's layers are not the baseline's (:func:`check_same_network`).
     """
     if (latency_target is None) == (max_accuracy_drop_pp is None):
         raise ValueError("give exactly one of latency_target or max_accuracy_drop_pp")
+    for i, cfg in enumerate(configs):
+        check_same_network(cfg, baseline, f"config #{i} ({cfg.provenance.get('method')})")
     scored = score([baseline, *configs], table)
     if latency_target is not None:
         fits = [s for s in scored if s.latency <= latency_target]

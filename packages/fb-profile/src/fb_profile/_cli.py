@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from fb_profile._backends import make_backend
 from fb_profile._constants import FREE, builtin_constants, save_constants
 from fb_profile._layers import builtin_network, layer_counts, layer_types_of, network_layers
 from fb_profile._plot import plot_throughput
@@ -53,7 +54,8 @@ def _fail(exc: Exception) -> click.ClickException:
     return click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(package_name="fb-profile")
 def main() -> None:
     """Latency profiling for Free Bits: per-layer-type latency tables on PULP targets."""
 
@@ -97,8 +99,9 @@ def layer_types_cmd(network, width, resolution, config, onnx_path, as_json):
 @click.option("--fb-deploy", help="gvsoc: the fb-deploy executable [env FB_DEPLOY, default fb-deploy on PATH].")
 @click.option("--work-dir", help="gvsoc: keep each point's model, app and log here.")
 @click.option("--timeout", type=float, help="gvsoc: seconds per tool run [default 3600].")
+@click.option("--allow-failed", is_flag=True, help="Exit 0 even when points failed (they are listed in 'failed').")
 def sweep_cmd(network, width, resolution, config, onnx_path, target, output, bits, b_out, jobs, cache_dir, no_cache,
-              constants, no_progress, **tools):  # fmt: skip
+              constants, no_progress, allow_failed, **tools):  # fmt: skip
     """Profile every layer type at every allowed (b_in, b_wt) pair and write the latency table."""
     table_import = target.startswith("table:") and not any((network, config, onnx_path))
     source = None if table_import else _source(network, width, resolution, config, onnx_path)
@@ -117,6 +120,8 @@ def sweep_cmd(network, width, resolution, config, onnx_path, target, output, bit
     click.echo(msg + (f", {len(table.failed)} FAILED (see 'failed')" if table.failed else ""))
     for f in table.failed[:10]:
         click.echo(f"  failed {f['layer_type']} ({f['b_in']}, {f['b_wt']}): {f['error']}", err=True)
+    if table.failed and not allow_failed:
+        raise click.ClickException(f"{output}: {len(table.failed)} point(s) failed (pass --allow-failed to accept)")
 
 
 def _load_tables(paths) -> list[LatencyTable]:
@@ -155,9 +160,19 @@ def compare_cmd(tables, plot_path):
         click.echo(f"wrote {plot_path}")
 
 
+def _measured_table(path: str) -> LatencyTable:
+    """The measured points of ``path`` in any format the ``table:`` target reads (JSON table or list, CSV)."""
+    backend = make_backend(f"table:{path}")
+    bits = sorted({b for _, a, w in backend.points for b in (a, w) if b is not None})
+    target = backend.target(backend.b_out or 8, tuple(bits))
+    return LatencyTable(target, dict(backend.layer_types), dict(backend.points))
+
+
 @main.command("calibrate")
 @click.option("--model", "isa", required=True, help="ISA of the pulp-model to calibrate (xpulpv2, xpulpnn1, ...).")
-@click.option("--measured", required=True, type=click.Path(dir_okay=False), help="Measured latency table (JSON).")
+@click.option("--measured", required=True, type=click.Path(dir_okay=False),
+              help="Measured latencies: a latency table or list (JSON) or layer_type,b_in,b_wt,latency CSV, as "
+              "read by the table: target.")  # fmt: skip
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Constants file to write [default: "
               "<measured>.constants.json].")  # fmt: skip
 @click.option("--free", default=",".join(FREE), show_default=True, help="Constants to fit.")
@@ -165,8 +180,8 @@ def calibrate_cmd(isa, measured, output, free):
     """Fit the model's free constants to a measured table; load the result with `sweep --constants`."""
     from fb_profile._calibrate import calibrate
 
-    (table,) = _load_tables([measured])
     try:
+        table = _measured_table(measured)
         initial = builtin_constants(isa)
         result = calibrate(initial, table, [f.strip() for f in free.split(",") if f.strip()])
     except ValueError as exc:

@@ -9,18 +9,19 @@ listed in the table's ``failed`` section with its error; it is never dropped sil
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
+import sys
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from fb_profile._backends import make_backend
 from fb_profile._layers import layer_types_of
-from fb_schema import LatencyTable, LayerType, all_pairs, sha256_of
+from fb_profile._progress import progress as progress_bar
+from fb_schema import LatencyTable, LayerType, all_pairs, sha256_of, write_atomic
 
 Point = tuple[str, int, int | None]
 
@@ -44,17 +45,33 @@ class PointCache:
         self.path = Path(root) / f"{backend.name}-{sha256_of(params)[:16]}.jsonl"
 
     def load(self) -> dict[Point, int]:
+        """The cached points; unreadable lines (bad bytes, non-finite or negative latencies) are skipped, so
+        their points are measured again, with one warning naming the cache file."""
         out: dict[Point, int] = {}
         try:
-            lines = self.path.read_text().splitlines()
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return out
-        for line in lines:
-            try:
-                d = json.loads(line)
-                out[(d["layer_type"], d["b_in"], d["b_wt"])] = int(d["latency"])
-            except (ValueError, KeyError, TypeError):
+        lines = raw.split(b"\n")
+        bad = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
                 continue
+            try:
+                point, latency = _parse_line(line)
+            except (ValueError, KeyError, TypeError, OverflowError) as exc:
+                if number < len(lines) or raw.endswith(b"\n"):  # a torn last line is an interruption, not damage
+                    bad.append(f"line {number}: {exc}")
+                continue
+            out[point] = latency
+        if bad:
+            print(f"fb-profile: warning: {self.path}: skipped {len(bad)} unreadable line(s), measuring those "
+                  f"points again ({bad[0]})", file=sys.stderr)  # fmt: skip
+            # Keep only the good lines, so the warning is given once; a point lost to a concurrent writer
+            # between the read and the rename is only measured again.
+            good = "".join(json.dumps({"layer_type": k, "b_in": a, "b_wt": w, "latency": v}) + "\n"
+                           for (k, a, w), v in out.items())  # fmt: skip
+            write_atomic(self.path, good)
         return out
 
     def add(self, points: list[tuple[Point, int]]) -> None:
@@ -66,11 +83,30 @@ class PointCache:
         text = "".join(
             json.dumps({"layer_type": k, "b_in": a, "b_wt": w, "latency": v}) + "\n" for (k, a, w), v in points
         )
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
         try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                text = "\n" + text  # after a torn last line: start a fresh line rather than extend the torn one
             os.write(fd, text.encode())
         finally:
             os.close(fd)
+
+
+def _parse_line(line: bytes) -> tuple[Point, int]:
+    d = json.loads(line.decode("utf-8"))
+    latency = d["latency"]
+    if isinstance(latency, float) and not math.isfinite(latency):
+        raise ValueError(f"latency: expected a finite integer, got {latency}")
+    if isinstance(latency, bool) or not isinstance(latency, (int, float)) or latency != int(latency):
+        raise ValueError(f"latency: expected an integer, got {latency!r}")
+    if latency < 0:
+        raise ValueError(f"latency: expected a non-negative integer, got {latency}")
+    b_wt = d["b_wt"]
+    kinds_ok = isinstance(d["layer_type"], str) and isinstance(d["b_in"], int) and isinstance(b_wt, (int, type(None)))
+    if not kinds_ok:
+        raise ValueError("expected layer_type (string), b_in (integer) and b_wt (integer or null)")
+    return (d["layer_type"], d["b_in"], b_wt), int(latency)
 
 
 def sweep_points(layer_types: dict[str, LayerType], allowed_bits: Iterable[int]) -> list[Point]:
@@ -152,7 +188,7 @@ def sweep(
     if todo and hasattr(backend, "preflight"):  # missing tools: one error, not one failure per point
         backend.preflight()
     failed: dict[Point, str] = {}
-    bar = tqdm(total=len(todo), desc=f"sweep {backend.spec}", unit="pt", disable=not progress or not todo, leave=False)
+    bar = progress_bar(total=len(todo), desc=f"sweep {backend.spec}", unit="point", enabled=progress and bool(todo))
     try:
         for results in _run(backend, todo, b_out, jobs):
             fresh = []

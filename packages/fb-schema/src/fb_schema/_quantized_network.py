@@ -19,6 +19,7 @@ same stem (``net.json`` + ``net.npz``). Conventions:
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,8 +162,8 @@ def validate(doc: Any, source: str, npz_path: str | os.PathLike) -> None:
                 bn.only({"gamma", "beta", "mean", "var", "eps"})
                 for name in ("gamma", "beta", "mean", "var"):
                     need(bn, name, (lt.out_ch,))
-                if bn.get("eps", float) <= 0:
-                    raise bn.error("eps", "a positive number")
+                if not _positive(bn.get("eps", float)):
+                    raise bn.error("eps", f"a positive finite number, got {bn.obj['eps']}")
             wq = nf.sub("w_quant")
             wq.only({"bits", "scale", "per_channel"})
             if wq.get("bits", int) not in range(2, 9):
@@ -188,8 +189,13 @@ def _grid(f: Fields) -> None:
     if not 1 <= bits <= 32:
         raise f.error("bits", f"a bit width in 1..32, got {bits}")
     f.get("signed", bool)
-    if f.get("scale", float) <= 0:
-        raise f.error("scale", f"a positive step size, got {f.obj['scale']}")
+    if not _positive(f.get("scale", float)):
+        raise f.error("scale", f"a positive finite step size, got {f.obj['scale']}")
+
+
+def _positive(x: float) -> bool:
+    """True for a finite number > 0 (NaN fails every comparison, so ``x <= 0`` alone lets it through)."""
+    return math.isfinite(x) and x > 0
 
 
 __all__ = ["QUANTIZED_NETWORK_SCHEMA", "QuantizedNetwork", "SchemaError", "validate"]

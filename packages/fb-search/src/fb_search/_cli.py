@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 from pathlib import Path
 
 import click
@@ -112,7 +113,19 @@ steps_opt = click.option("--steps", default=None, type=click.IntRange(1), help="
 recipe_opt = click.option("--recipe", default="digits", show_default=True)
 
 
-@click.group()
+def _no_progress(f):
+    """--no-progress: neither a bar nor progress lines (sets FB_NO_PROGRESS, which the training loop reads)."""
+
+    def callback(ctx, param, value):
+        if value:
+            os.environ["FB_NO_PROGRESS"] = "1"
+
+    return click.option("--no-progress", is_flag=True, expose_value=False, callback=callback,
+                        help="no progress bar (nor progress lines when output is not a terminal)")(f)  # fmt: skip
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(package_name="fb-search")
 def main() -> None:
     """Bayesian Bits search and TQT fine-tuning (Free Bits, arXiv 2307.02894)."""
 
@@ -143,10 +156,15 @@ def layer_types(network: str, width: float | None, resolution: int | None) -> No
 @recipe_opt
 @dry_opt
 @click.option("--out", "out_dir", default="runs/digits", show_default=True, type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="overwrite an existing checkpoint of this seed")
+@_no_progress
 @_errors
 def train_float(network, width, resolution, num_classes, data_name, layout, input_range, data_dir, steps, seed,
-                recipe, out_dir, dry_run):  # fmt: skip
+                recipe, out_dir, dry_run, force):  # fmt: skip
     """Train the float network; writes <out>/checkpoints/float-s<seed> and metrics.jsonl."""
+    target = Path(out_dir) / "checkpoints" / f"float-s{seed}"
+    if target.exists() and not force and not dry_run:
+        raise click.ClickException(f"{target}: a checkpoint exists already (use --force to overwrite it)")
     topo = _network(network, width, resolution)
     data = _data(data_name, data_dir, topo, layout, check=False)
     classes = num_classes or data.num_classes
@@ -182,6 +200,7 @@ def train_float(network, width, resolution, num_classes, data_name, layout, inpu
               help="bops (the paper), expected latency from --table, or both")  # fmt: skip
 @click.option("--table", "table_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="latency table (fb-profile) for --objective latency|both")  # fmt: skip
+@_no_progress
 @_errors
 def search(data_name, layout, data_dir, dry_run, float_ckpt, variant, mus, steps, seed, recipe, out_dir, objective,
            table_path) -> None:  # fmt: skip
@@ -214,6 +233,7 @@ def search(data_name, layout, data_dir, dry_run, float_ckpt, variant, mus, steps
 @seed_opt
 @recipe_opt
 @click.option("--out", "out_dir", default="runs/digits/quantized", show_default=True, type=click.Path(file_okay=False))
+@_no_progress
 @_errors
 def finetune(data_name, layout, data_dir, config_path, ckpt, steps, seed, recipe, out_dir) -> None:
     """TQT fine-tuning of a NetConfig; writes the QuantizedNetwork artifact."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 
 import jax
@@ -87,12 +88,21 @@ def save_train_state(ckpt_dir: str | os.PathLike, step: int, tree, keep: int = 2
 def restore_train_state(ckpt_dir: str | os.PathLike, like) -> tuple[int, object] | None:
     """The latest ``(step, tree)`` saved in ``ckpt_dir`` (structured like ``like``), or None."""
     dirs = _step_dirs(Path(ckpt_dir).absolute())
-    if not dirs:
+    saved, path = None, None
+    for i in range(len(dirs) - 1, -1, -1):  # newest first; a corrupted one falls back to the kept older step
+        path = dirs[i][1]
+        try:
+            with ocp.StandardCheckpointer() as ckptr:
+                saved = ckptr.restore(path)
+            break
+        except Exception as exc:  # orbax raises many types for torn or truncated files
+            older = f"step {dirs[i - 1][0]}" if i else "the start"
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+            warnings.warn(f"{path}: unreadable step checkpoint ({reason}); resuming from {older}", stacklevel=2)
+    if saved is None:
         return None
-    with ocp.StandardCheckpointer() as ckptr:
-        saved = ckptr.restore(dirs[-1][1])
     leaves, treedef = jax.tree.flatten(like)
     if len(saved["leaves"]) != len(leaves):
-        raise ValueError(f"{dirs[-1][1]}: checkpoint has {len(saved['leaves'])} arrays, the model {len(leaves)}")
+        raise ValueError(f"{path}: checkpoint has {len(saved['leaves'])} arrays, the model {len(leaves)}")
     restored = [np.asarray(saved["leaves"][str(i)]).astype(np.asarray(leaf).dtype) for i, leaf in enumerate(leaves)]
     return int(saved["step"]), jax.tree.unflatten(treedef, restored)

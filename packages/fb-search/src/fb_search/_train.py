@@ -18,7 +18,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from tqdm.auto import tqdm
 
 from fb_search._data import Dataset
 from fb_search._distributed import (
@@ -30,6 +29,7 @@ from fb_search._distributed import (
     save_train_state,
     shard_batch,
 )
+from fb_search._progress import progress
 from fb_search.quant import FloatQuant, tqt_grad_normalizer
 
 
@@ -160,7 +160,7 @@ def train(
     log = open(log_path, "a") if log_path is not None and main else None  # noqa: SIM115 (closed below)
     end = steps if stop_at is None else min(stop_at, steps)
     try:
-        bar = tqdm(range(start, end), desc=desc, leave=False, disable=None if main else True)
+        bar = progress(range(start, end), desc=desc, enabled=main)
         batches = data.batches(end, spec.batch_size, seed, start)
         for s, batch in zip(bar, batches):
             x, y = shard_batch(tuple(np.asarray(a) for a in batch), mesh)
