@@ -20,6 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import click  # noqa: E402
 from fbpipe.config import load_config  # noqa: E402
 
+from fb_schema import os_error_message  # noqa: E402
+
 PACKAGES = ("fb-schema", "fb-heuristic", "fb-profile", "fb-search", "fb-deploy")
 
 
@@ -52,8 +54,14 @@ def main(config: Path, out: Path | None, dry_run: bool, no_progress: bool) -> No
         return
     from fbpipe.pipeline import run_pipeline
 
+    import fb_search
+
+    fb_search.maybe_initialize()  # multi-host: before any JAX work
     t0 = time.perf_counter()
-    report = run_pipeline(cfg, out, progress=not no_progress, source=str(config))
+    try:
+        report = run_pipeline(cfg, out, progress=not no_progress, source=str(config))
+    except OSError as exc:  # e.g. a read-only --out
+        raise click.ClickException(os_error_message(exc)) from None
     click.secho(f"finished in {time.perf_counter() - t0:.0f} s: {report}", bold=True)
 
 

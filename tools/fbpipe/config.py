@@ -49,12 +49,7 @@ def load_config(path: str | Path) -> PipelineConfig:
     path = Path(path)
     if not path.is_file():
         raise click.ClickException(f"{path}: no such config file")
-    spec = importlib.util.spec_from_file_location(f"fb_pipeline_config_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise click.ClickException(f"{path}: expected a function get_config() returning a dict")
-    raw = dict(module.get_config())
+    raw = _run_config_file(path)
     known = PipelineConfig.__dataclass_fields__
     for key in raw:
         if key not in known:
@@ -66,7 +61,11 @@ def load_config(path: str | Path) -> PipelineConfig:
         if isinstance(default, bool) and not isinstance(value, bool):
             raise click.ClickException(f"{path}: {key}: expected True or False, got {value!r}")
         if isinstance(default, tuple):
+            if not isinstance(value, (list, tuple)):
+                raise click.ClickException(f"{path}: {key}: expected a list or tuple, got {value!r}")
             raw[key] = tuple(value)
+        elif key == "network_params" and not isinstance(value, dict):
+            raise click.ClickException(f"{path}: {key}: expected a dict of topology parameters, got {value!r}")
         elif isinstance(default, (int, float)) and not isinstance(value, (int, float)) and value is not None:
             raise click.ClickException(f"{path}: {key}: expected a number, got {value!r}")
     for key, suffixes in (("network", (".json",)), ("data", (".npz",)), ("recipe", (".py",))):
@@ -81,6 +80,7 @@ def load_config(path: str | Path) -> PipelineConfig:
     if rng and not (len(rng) == 2 and rng[0] < rng[1] and rng[1] > 0):
         raise click.ClickException(f"{path}: input_range: expected (lo, hi) with lo < hi and hi > 0, got {rng!r}")
     cfg = PipelineConfig(**raw)
+    _check_network(path, cfg)
     for target in cfg.targets:
         if not target.startswith(TARGET_PREFIX):
             raise click.ClickException(f"{path}: targets: expected 'pulp-model:<isa>', got {target!r}")
@@ -88,3 +88,34 @@ def load_config(path: str | Path) -> PipelineConfig:
         if variant not in ("orig", "locked"):
             raise click.ClickException(f"{path}: variants: expected 'orig' or 'locked', got {variant!r}")
     return cfg
+
+
+def _run_config_file(path: Path) -> dict[str, Any]:
+    """Import the config file and call its ``get_config()``; any failure is one line naming the file."""
+    spec = importlib.util.spec_from_file_location(f"fb_pipeline_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise click.ClickException(f"{path}: line {exc.lineno}: {exc.msg}") from None
+    except Exception as exc:  # noqa: BLE001 - a user's file may raise anything; report it in one line
+        raise click.ClickException(f"{path}: importing it raised {type(exc).__name__}: {exc}") from None
+    if not callable(getattr(module, "get_config", None)):
+        raise click.ClickException(f"{path}: expected a function get_config() returning a dict")
+    try:
+        raw = module.get_config()
+    except Exception as exc:  # noqa: BLE001
+        raise click.ClickException(f"{path}: get_config() raised {type(exc).__name__}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise click.ClickException(f"{path}: get_config() must return a dict, got {type(raw).__name__}")
+    return dict(raw)
+
+
+def _check_network(path: Path, cfg: PipelineConfig) -> None:
+    """The network must be a built-in topology that takes the given parameters, or a valid topology file."""
+    from fb_schema.topologies import resolve_topology
+
+    try:
+        resolve_topology(cfg.network, **cfg.network_params)
+    except (ValueError, TypeError) as exc:
+        raise click.ClickException(f"{path}: network: {exc}") from None

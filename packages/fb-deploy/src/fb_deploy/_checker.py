@@ -25,6 +25,8 @@ from fb_deploy._dory_graph import (
     load_model_dir,
     parse,
 )
+from fb_deploy._errors import DeployError
+from fb_deploy._export import read_golden
 from fb_deploy._integer_network import grid
 from fb_deploy._integerize import packing_multiple
 from fb_deploy._memory import L2_BYTES, l2_report
@@ -70,11 +72,14 @@ def check_model(path: str | os.PathLike) -> list[Finding]:
     warn = lambda rule, node, msg: out.append(Finding("warning", rule, node, msg))  # noqa: E731
     _global_rules(model, err)
     _node_rules(model, err, warn)
+    _dropped_op_rules(model, err)
     if not errors(out):
         graph = parse(model, config)
         _precision_rules(graph, err, warn)
+        _requant_overflow_rules(graph, err, warn, proven=(Path(directory) / "integer_network.json").exists())
         if config:
             _config_rules(graph, config, Path(directory), err, warn)
+            _golden_rules(graph, config, Path(directory), err)
             out.extend(l2_findings(graph, config))
     return sorted(out, key=lambda f: f.severity != "error")
 
@@ -261,16 +266,104 @@ def _precision_rules(graph, err, warn) -> None:
                 err("channel-packing", label, f"{ch_out} output channels are not a multiple of {m}")
             if ch_in is not None and ch_in % packing_multiple(*layer.in_bits):
                 err("channel-packing", label, f"{ch_in} input channels do not pack at {layer.in_bits[0]} bits")
-        if layer.kind in ("conv", "fc") and layer.mul is not None and graph.config.get("BNRelu_bits", 32) == 32:
-            w = np.asarray(layer.weight)
-            fan = int(np.prod(w.shape[1:])) if layer.kind == "conv" else w.shape[0]
-            x_max = 2 ** (layer.in_bits[0] - 1) if layer.in_signed[0] else 2 ** layer.in_bits[0] - 1
-            acc = fan * x_max * 2 ** (layer.weight_bits - 1)
-            mul = np.abs(np.asarray(layer.mul, np.float64)).reshape(-1)
-            add = np.abs(np.asarray(layer.add, np.float64)).reshape(-1)
-            worst = float((acc * mul + add).max())
-            if worst >= 2**31:
-                warn("requant-overflow", label, f"|acc*mul + add| may reach {worst:.3g} >= 2^31 with BNRelu_bits 32")
+
+
+# Ops DORY drops that change values: the network DORY runs is not the graph's unless nothing follows them.
+VALUE_OPS = {"Sigmoid", "LogSoftmax"}
+# Ops DORY drops that change only shapes: harmless on the way into a fully connected layer, nowhere else.
+SHAPE_OPS = {"Flatten", "Reshape", "Squeeze", "Unsqueeze"}
+
+
+def _dropped_op_rules(model: onnx.ModelProto, err) -> None:
+    """DORY skips its neglected ops and rewires around them; refuse those whose absence changes the result."""
+    nodes = [n for n in model.graph.node if n.op_type != "Constant"]
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in nodes:
+        for t in n.input:
+            consumers.setdefault(t, []).append(n)
+    for i, node in enumerate(nodes):
+        later = any(m.op_type in LAYER_OPS | {"Add", "Mul", "Div", "Clip"} for m in nodes[i + 1 :])
+        if node.op_type in VALUE_OPS and later:  # at the very end it only relabels the logits
+            err("dropped-op", _label(node), f"DORY drops {node.op_type}, so the layers after it see other values")
+        elif node.op_type in SHAPE_OPS:
+            bad = sorted({m.op_type for m in _data_consumers(node, consumers)} - {"Gemm", "MatMul"})
+            if bad:
+                err(
+                    "dropped-op", _label(node), f"DORY drops {node.op_type}; allowed only before Gemm/MatMul, not {bad}"
+                )
+
+
+def _data_consumers(node: onnx.NodeProto, consumers: dict) -> list[onnx.NodeProto]:
+    """The nodes that read ``node``'s output as data, looking through further shape-only ops."""
+    out, todo = [], [node]
+    while todo:
+        n = todo.pop()
+        for m in consumers.get(n.output[0], []) if n.output else []:
+            if m.op_type in SHAPE_OPS and m.input[0] == n.output[0]:
+                todo.append(m)
+            elif m.op_type not in ("Shape", "Gather", "Concat", "Cast"):  # shape arithmetic, not data
+                out.append(m)
+    return out
+
+
+def _requant_overflow_rules(graph, err, warn, proven: bool) -> None:
+    """``|acc * mul + add|`` must fit DORY's ``BNRelu_bits`` for every input the bit widths allow.
+
+    An error at 64 bits, for constants that do not fit the width at all, and for fb-deploy's own exports
+    (``proven``: their integerizer proved the bound, so a breach means other constants or another width than
+    it proved); for foreign 32-bit models a warning, since QuantLab does not bound the worst case. The
+    arithmetic is in Python ints: at 64 bits an int64 or float64 product can wrap or round into a false pass.
+    """
+    bits = graph.config.get("BNRelu_bits", 32)
+    if bits not in (32, 64):
+        return  # the config rule reports it
+    limit = 2 ** (bits - 1)
+    for layer in graph.layers:
+        if layer.kind not in ("conv", "fc") or layer.mul is None or layer.weight_bits not in DORY_BITS:
+            continue
+        label = f"{layer.name} ({_label(layer.node)})"
+        mul = _magnitudes(layer.mul)
+        add = _magnitudes(layer.add if layer.add is not None else 0)
+        if max(mul + add) >= limit:
+            err("requant-overflow", label, f"a requant constant of magnitude {max(mul + add)} does not fit int{bits}")
+            continue
+        acc = _acc_bound(layer)
+        worst = max(acc * m + a for m, a in zip(mul, add * len(mul) if len(add) == 1 else add))
+        if worst >= limit:
+            report = err if bits == 64 or proven else warn
+            report("requant-overflow", label, f"|acc*mul + add| can reach {worst} >= 2^{bits - 1} (|acc| <= {acc})")
+
+
+def _magnitudes(values) -> list[int]:
+    return [abs(int(v)) for v in np.round(np.asarray(values, np.float64)).reshape(-1)]
+
+
+def _acc_bound(layer) -> int:
+    """``fan_in * max|x| * max|w| (+ max|bias|)`` from the bit widths alone."""
+    w = np.asarray(layer.weight)
+    fan = int(np.prod(w.shape[1:])) if layer.kind == "conv" else int(w.shape[0])
+    x_max = 2 ** (layer.in_bits[0] - 1) if layer.in_signed[0] else 2 ** layer.in_bits[0] - 1
+    acc = fan * x_max * 2 ** (layer.weight_bits - 1)
+    return acc + (max(_magnitudes(layer.bias)) if layer.bias is not None and np.size(layer.bias) else 0)
+
+
+def _golden_rules(graph, config, directory: Path, err) -> None:
+    """Every golden file present holds integers, as many as its tensor has (DORY compares them one by one)."""
+    n = config.get("n_inputs", 1)
+    sizes = {"input.txt" if n == 1 else f"input_{k}.txt": graph.shapes.get(graph.input_name) for k in range(n)}
+    for i, layer in enumerate(graph.layers):
+        for k in range(n):
+            sizes[f"out_layer{i}.txt" if n == 1 else f"out_{k}_layer{i}.txt"] = layer.out_shape
+    for name, shape in sizes.items():
+        if not (directory / name).exists():
+            continue  # the golden-files rule reports it
+        try:
+            values = read_golden(directory / name)
+        except DeployError as exc:
+            err("golden-values", name, str(exc).split(": ", 1)[-1])
+            continue
+        if shape and values.size != int(np.prod(shape)):
+            err("golden-values", name, f"{values.size} values for a tensor of shape {list(shape)}")
 
 
 def _config_rules(graph, config, directory: Path, err, warn) -> None:

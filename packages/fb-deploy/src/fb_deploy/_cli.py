@@ -12,6 +12,7 @@ import onnx
 
 from fb_deploy._adapters import run_dory
 from fb_deploy._checker import check_model, errors
+from fb_deploy._cli_errors import Group
 from fb_deploy._dory_graph import load_model_dir, parse
 from fb_deploy._errors import DeployError
 from fb_deploy._export import DEFAULT_CODE_RESERVED, export_dory
@@ -22,7 +23,7 @@ from fb_deploy._integerize import integerize
 from fb_deploy._memory import L2_BYTES, l2_report
 from fb_deploy._qdq import export_qdq
 from fb_deploy._single_layer import single_layer_network
-from fb_deploy._verify import verify
+from fb_deploy._verify import MAX_STEPS, verify
 from fb_schema import LayerType, QuantizedNetwork, SchemaError, write_json
 
 
@@ -58,7 +59,7 @@ def _load_network(path: Path, requant_bits: str, max_shift: int | None = None) -
     return integerize(QuantizedNetwork.load(path), _requant_bits(requant_bits), max_shift)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(package_name="fb-deploy")
 def main() -> None:
     """Free Bits deployment: integer networks for DORY on PULP microcontrollers."""
@@ -163,10 +164,17 @@ def check_cmd(model: Path, memory: bool) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="The QuantizedNetwork it came from: also compare every layer with the fake-quant model.",
 )
+@click.option(
+    "--max-steps",
+    type=click.IntRange(0),
+    default=MAX_STEPS,
+    show_default=True,
+    help="With --artifact: fail when a layer departs from the fake-quant one by more output steps.",
+)
 @_friendly
-def verify_cmd(model_dir: Path, n_random: int, seed: int, as_json: bool, artifact: Path | None) -> None:
+def verify_cmd(model_dir: Path, n_random: int, seed: int, as_json: bool, artifact: Path | None, max_steps: int) -> None:
     """Run MODEL_DIR's ONNX Runtime twin against the goldens, the integer reference and the fake-quant logits."""
-    report = verify(model_dir, n_random=n_random, seed=seed, artifact=artifact)
+    report = verify(model_dir, n_random=n_random, seed=seed, artifact=artifact, max_steps=max_steps)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
@@ -197,6 +205,8 @@ def verify_cmd(model_dir: Path, n_random: int, seed: int, as_json: bool, artifac
                     f"    {row['layer']:<16} {row['mismatches']:>7} of {row['values']:>8} differ"
                     + (f" (max {row['max_steps']} step)" if row["mismatches"] else "")
                 )
+            for d in report.departures:
+                click.echo(f"    DEPARTS from the fake-quant model by more than {max_steps} step: {d}")
     if not report.ok:
         sys.exit(1)
 

@@ -7,7 +7,6 @@ Clip`` chain fuses into the preceding layer, a residual ``Add`` carries its requ
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Any
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+
+from fb_schema import SchemaError, read_json
 
 LAYER_OPS = {"Conv", "Gemm", "MatMul", "AveragePool", "GlobalAveragePool", "MaxPool"}
 NEGLECTED_OPS = {"Cast", "Floor", "Flatten", "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Reshape"}
@@ -77,18 +78,46 @@ class DoryGraph:
 
 
 def load_model_dir(path: str | Path) -> tuple[Path, dict[str, Any], Path]:
-    """Resolve a model directory, ``config.json`` or ``.onnx`` path to (onnx path, config, directory)."""
+    """Resolve a model directory, ``config.json`` or ``.onnx`` path to (onnx path, config, directory).
+
+    Raises:
+        SchemaError: ``config.json`` is not valid JSON or a field has the wrong type (names file and field).
+    """
     path = Path(path)
     config: dict[str, Any] = {}
     if path.is_dir():
         path = path / "config.json" if (path / "config.json").exists() else path / "model.onnx"
     if path.suffix == ".json":
-        config = json.loads(path.read_text())
+        config = read_config(path)
         return path.parent / config.get("onnx_file", "model.onnx"), config, path.parent
     cfg = path.parent / "config.json"
     if cfg.exists():
-        config = json.loads(cfg.read_text())
+        config = read_config(cfg)
     return path, config, path.parent
+
+
+# DORY's config.json fields that this package reads, with their types (bool is not an int here).
+CONFIG_FIELDS = {
+    "BNRelu_bits": (int, "an integer (32 or 64)"),
+    "n_inputs": (int, "a positive integer"),
+    "input_bits": (int, "an integer bit width"),
+    "input_signed": (bool, "true or false"),
+    "onnx_file": (str, "a file name"),
+    "code reserved space": (int, "a number of bytes"),
+}
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """DORY's ``config.json``, with the fields we read type-checked."""
+    config = read_json(path)
+    if not isinstance(config, dict):
+        raise SchemaError(str(path), "<root>", f"a JSON object, got {type(config).__name__}")
+    for name, (kind, expected) in CONFIG_FIELDS.items():
+        value = config.get(name)
+        wrong = not isinstance(value, kind) or (kind is int and isinstance(value, bool))
+        if name in config and (wrong or (name == "n_inputs" and value < 1)):
+            raise SchemaError(str(path), name, f"{expected}, got {value!r}")
+    return config
 
 
 def constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:

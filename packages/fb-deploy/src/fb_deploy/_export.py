@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from fb_deploy._errors import IntegerizationError
+from fb_deploy._errors import DeployError, IntegerizationError
 from fb_deploy._integer_network import IntegerNetwork, IntLayer, grid
 from fb_deploy._integerize import FLOAT32_EXACT
 from fb_deploy._reference import run_layers
@@ -228,10 +228,30 @@ def export_dory(
 
 
 def read_golden(path: str | os.PathLike) -> np.ndarray:
-    """Integers of a DORY golden text file (``#`` comments and trailing commas allowed)."""
+    """Integers of a DORY golden text file (``#`` comments and trailing commas allowed).
+
+    Raises:
+        DeployError: the file is unreadable or holds something other than integers; names the file and line.
+    """
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DeployError(f"{path}: not a readable golden file ({exc})") from None
     vals = []
-    for line in Path(path).read_text().splitlines():
+    for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if line and not line.startswith("#"):
-            vals.extend(int(float(v)) for v in line.split(",") if v.strip())
+            try:
+                vals.extend(_integer(v) for v in line.split(",") if v.strip())
+            except ValueError:
+                raise DeployError(
+                    f"{path}: line {number}: comma-separated integers expected, got {line[:40]!r}"
+                ) from None
     return np.array(vals, np.int64)
+
+
+def _integer(text: str) -> int:
+    value = float(text)
+    if not value.is_integer():
+        raise ValueError(text)
+    return int(value)

@@ -26,6 +26,7 @@ import numpy as np
 from fb_schema import LayerType, SchemaError, grid, read_json, write_atomic, write_json
 
 INTEGER_NETWORK_SCHEMA = "freebits/integer-network/v1"
+FLOAT_ARRAYS = ("logit_scale", "ref_inputs", "ref_logits")  # everything else in the .npz is an integer
 
 
 @dataclass
@@ -139,10 +140,17 @@ class IntegerNetwork:
         json_path = Path(json_path)
         doc = read_json(json_path)
         if not isinstance(doc, dict) or doc.get("schema") != INTEGER_NETWORK_SCHEMA:
-            raise SchemaError(f"{json_path}: schema: {INTEGER_NETWORK_SCHEMA!r} expected")
+            raise SchemaError(str(json_path), "schema", f"{INTEGER_NETWORK_SCHEMA!r}")
+        npz_path = json_path.with_suffix(".npz")
         try:
-            with np.load(json_path.with_suffix(".npz")) as npz:
+            with np.load(npz_path) as npz:
                 arrays = {k: npz[k] for k in npz.files}
+        except (OSError, ValueError, EOFError) as exc:  # missing, not a zip, object arrays (no pickles)
+            raise SchemaError(str(npz_path), "<file>", f"a readable .npz archive ({exc})") from None
+        for key, value in arrays.items():
+            if value.dtype.kind not in "biu" + ("f" if key in FLOAT_ARRAYS else ""):
+                raise SchemaError(str(npz_path), key, f"an integer array, got dtype {value.dtype}")
+        try:
             layers = []
             for item in doc["layers"]:
                 get = {n: (None if item[n] is None else arrays[item[n]]) for n in ("weight", "bias", "mul", "add")}
@@ -179,8 +187,10 @@ class IntegerNetwork:
                 ref_logits=arrays.get("ref_logits"),
                 config_sha256=doc.get("config_sha256"),
             )
-        except (KeyError, TypeError, ValueError, OSError) as exc:
-            raise SchemaError(f"{json_path}: not a readable integer network ({exc})") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise SchemaError(
+                str(json_path), "<network>", f"a readable integer network ({type(exc).__name__}: {exc})"
+            ) from None
 
 
 def is_integer_network(path: str | os.PathLike) -> bool:

@@ -9,9 +9,11 @@ and output step ``s_out`` (QuantLab's ``IntegerizePACTNetPass``, reference bayes
 
 The shift ``d`` is chosen per layer: the largest ``d <= max_shift`` for which the worst case
 ``|acc| * |mul| + |add|`` provably fits the requantization width (DORY's ``BNRelu_bits``), where
-``|acc| <= fan_in * max|x| * max|w| + |bias|`` follows from the bit widths alone. A rounded multiplier ``mul``
-errs by up to ``2^b / (2 * mul)`` output steps at full scale; ``"auto"`` keeps 32 bits only when every live
-channel's ``mul >= 2^(b + 6)`` (under 1/128 of a step), otherwise it takes 64 bits and ``d`` up to 30.
+``|acc| <= fan_in * max|x| * max|w| + |bias|`` follows from the bit widths alone (all bound arithmetic in
+Python ints, which never wrap; non-finite BN statistics, weights or steps and ``var + eps <= 0`` are
+refused). A rounded multiplier ``mul`` errs by up to ``2^b / (2 * mul)`` output steps at full scale; ``"auto"``
+keeps 32 bits only when every live channel's ``mul >= 2^(b + 6)`` (under 1/128 of a step), otherwise it takes
+64 bits and ``d`` up to 30.
 """
 
 from __future__ import annotations
@@ -124,10 +126,12 @@ def _linear_layer(node, lt, sin, sout, arrays, width, max_shift, precise, common
     b_wt = wq["bits"]
     if b_wt not in DORY_BITS:
         raise IntegerizationError(f"layer {name!r}: {b_wt}-bit weights; DORY kernels exist for {list(DORY_BITS)}")
-    s_w = arrays[wq["scale"]]
+    s_w = _checked(name, "weight scale", arrays[wq["scale"]], positive=True)
+    _checked(name, "weight", arrays[node["weight"]])
+    _checked(name, "input step", np.asarray(float(sin["scale"])), positive=True)
     w_int = np.clip(np.round(arrays[node["weight"]] / s_w), -(2 ** (b_wt - 1)), 2 ** (b_wt - 1) - 1).astype(np.int64)
     acc_scale = float(sin["scale"]) * s_w  # real value of one accumulator LSB, per output channel
-    bias = arrays[node["bias"]] if node["bias"] else np.zeros(lt.out_ch)
+    bias = _checked(name, "bias", arrays[node["bias"]]) if node["bias"] else np.zeros(lt.out_ch)
     fan_in = lt.kernel[0] * lt.kernel[1] * (lt.in_ch // lt.groups)
     acc_bound = fan_in * max_abs(sin["bits"], sin["signed"]) * 2 ** (b_wt - 1)
     layer = IntLayer(**common, w_bits=b_wt, weight=w_int)
@@ -144,10 +148,8 @@ def _linear_layer(node, lt, sin, sout, arrays, width, max_shift, precise, common
     _fits(name, "accumulator |sum(x*w)|", acc_bound, ACC_BITS)
     g, beta = np.ones(lt.out_ch), np.zeros(lt.out_ch)
     if node["bn"] is not None:
-        bn = node["bn"]
-        g = arrays[bn["gamma"]] / np.sqrt(arrays[bn["var"]] + bn["eps"])
-        beta = arrays[bn["beta"]] - arrays[bn["mean"]] * g
-    s_out = float(sout["scale"])
+        g, beta = _fold_bn(name, node["bn"], arrays)
+    s_out = float(_checked(name, "output step", np.asarray(float(sout["scale"])), positive=True))
     m_real = g * acc_scale / s_out
     a_real = (beta + g * bias) / s_out + 0.5  # +1/2: round half up, folded into the add
     mul, add, d, worst = choose_requant(
@@ -167,16 +169,12 @@ def choose_requant(name, m_real, a_real, acc_bound, out_grid, width, max_shift, 
     """
     lo, hi = grid(*out_grid)
     for d in range(max_shift, -1, -1):
-        mul = np.round(m_real * 2.0**d).astype(np.int64)
-        # Any add beyond these limits saturates the clip for every possible accumulator; cutting it there
-        # changes no output and keeps the proof tight.
-        reach = acc_bound * np.abs(mul)
-        add = np.clip(np.round(a_real * 2.0**d), lo * 2**d - reach - 1, (hi + 1) * 2**d + reach).astype(np.int64)
-        worst = int((reach + np.abs(add)).max())
+        mul, add, worst = _requant_at(m_real, a_real, acc_bound, lo, hi, d)
         if worst < 2 ** (width - 1):
             break
     else:
         raise OverflowProofError(f"layer {name!r}: |acc*mul + add| can reach {worst}, which overflows int{width}")
+    mul, add = np.array(mul, np.int64), np.array(add, np.int64)  # |mul|, |add| <= worst < 2^(width-1): exact
     # A multiplier coarser than 2^out_bits errs by more than half an output step at full scale.
     live = np.abs(m_real) * acc_bound >= 1  # channels whose output can move at all
     if precise and live.any() and np.abs(mul[live]).min() < 2 ** (out_grid[0] + 6):
@@ -191,6 +189,46 @@ def choose_requant(name, m_real, a_real, acc_bound, out_grid, width, max_shift, 
             "use requant bits 64"
         )
     return mul, add, d, worst
+
+
+def _requant_at(m_real, a_real, acc_bound: int, lo: int, hi: int, d: int) -> tuple[list[int], list[int], int]:
+    """``mul``, ``add`` and the worst case ``max(acc_bound * |mul| + |add|)`` at shift ``d``, in Python ints.
+
+    Python ints never wrap, so the proof holds at 64 bits too (an int64 ``acc_bound * mul`` can overflow and
+    pass for a small number). ``m_real`` and ``a_real`` are finite (checked by the caller).
+    """
+    scale = 2.0**d
+    mul = [int(v) for v in np.round(np.asarray(m_real, np.float64) * scale)]  # float64 integers: exact as int
+    add, worst = [], 0
+    for m, a in zip(mul, np.round(np.asarray(a_real, np.float64) * scale)):
+        reach = acc_bound * abs(m)
+        # Any add beyond these limits saturates the clip for every possible accumulator; cutting it there
+        # changes no output and keeps the proof tight.
+        a = min(max(int(a), lo * 2**d - reach - 1), (hi + 1) * 2**d + reach)
+        add.append(a)
+        worst = max(worst, reach + abs(a))
+    return mul, add, worst
+
+
+def _checked(name: str, what: str, values: np.ndarray, positive: bool = False) -> np.ndarray:
+    """``values``, after refusing NaN/inf (and, with ``positive``, values <= 0) with a one-line error."""
+    values = np.asarray(values, np.float64)
+    bad = ~np.isfinite(values) | ((values <= 0) if positive else False)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        need = "finite positive" if positive else "finite"
+        where = f"{what}{list(index) if index else ''}"
+        raise IntegerizationError(f"layer {name!r}: {where} is {float(values[bad].flat[0])}; {need} values expected")
+    return values
+
+
+def _fold_bn(name: str, bn: dict, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``(g, b~)`` of ``gamma * (x - mean) / sqrt(var + eps) + beta`` = ``g * x + b~``, from checked statistics."""
+    gamma, beta, mean = (_checked(name, f"bn.{k}", arrays[bn[k]]) for k in ("gamma", "beta", "mean"))
+    var = _checked(name, "bn.var + eps", arrays[bn["var"]] + float(bn["eps"]), positive=True)
+    g = gamma / np.sqrt(var)
+    _checked(name, "bn.gamma / sqrt(var + eps)", g)
+    return g, beta - mean * g
 
 
 def _pool_layer(lt, sin, sout, common) -> IntLayer:

@@ -24,6 +24,12 @@ from fb_deploy._reference import run_layers
 from fb_deploy._twin import build_twin
 from fb_schema import QuantizedNetwork
 
+# Layer-local tolerance against the fake-quant model: a rounded multiplier errs by under 1/128 of a step and
+# DORY's residual adder by one step, so a correct integer layer is never more than one output step (the int32
+# classifier: one LSB) away. An overflow of acc * mul + add departs by far more, while goldens and twin, both
+# wrapping the same way, still agree bit for bit.
+MAX_STEPS = 1
+
 
 @dataclass
 class VerifyReport:
@@ -40,10 +46,22 @@ class VerifyReport:
     layer_agreement: list[dict] | None = None
     checksums: list[dict] = field(default_factory=list)  # per layer: DORY's byte sums of goldens and twin
     check_errors: list[str] = field(default_factory=list)  # checker errors the twin models (it still runs)
+    max_steps: int = MAX_STEPS
+
+    @property
+    def departures(self) -> list[str]:
+        """Layers whose integer outputs depart from the fake-quant ones by more than ``max_steps`` steps."""
+        rows = self.layer_agreement or []
+        return [f"{r['layer']} ({r['max_steps']} steps)" for r in rows if r["max_steps"] > self.max_steps]
 
     @property
     def ok(self) -> bool:
-        return not self.golden_mismatches and self.random_equal is not False and not self.check_errors
+        return (
+            not self.golden_mismatches
+            and self.random_equal is not False
+            and not self.check_errors
+            and not self.departures
+        )
 
     def to_json(self) -> dict:
         return {
@@ -59,6 +77,8 @@ class VerifyReport:
             "layer_agreement": self.layer_agreement,
             "checksums": self.checksums,
             "check_errors": self.check_errors,
+            "max_steps": self.max_steps,
+            "departures": self.departures,
         }
 
 
@@ -97,12 +117,17 @@ def run_twin(session: ort.InferenceSession, x_nhwc: np.ndarray) -> list[np.ndarr
 
 
 def verify(
-    model_dir: str | os.PathLike, n_random: int = 8, seed: int = 0, artifact: str | os.PathLike | None = None
+    model_dir: str | os.PathLike,
+    n_random: int = 8,
+    seed: int = 0,
+    artifact: str | os.PathLike | None = None,
+    max_steps: int = MAX_STEPS,
 ) -> VerifyReport:
     """Verify a DORY model directory written by ``export_dory`` (or any DORY QuantLab model with goldens).
 
     With ``artifact`` (the QuantizedNetwork it was made from), also report the layer-local agreement with the
-    fake-quant model on the artifact's reference inputs (``layer_agreement``).
+    fake-quant model on the artifact's reference inputs (``layer_agreement``); the report is not ``ok`` when
+    some layer departs from it by more than ``max_steps`` output steps.
 
     Raises:
         DeployError: the checker finds a hard-rule violation, or a golden file is missing.
@@ -114,9 +139,11 @@ def verify(
         raise DeployError(f"{onnx_path}: {blocking[0]}")
     graph = parse(onnx.load(onnx_path), config)
     session = twin_session(graph)
-    report = VerifyReport(str(directory), len(graph.layers), check_errors=[str(f) for f in found])
+    report = VerifyReport(str(directory), len(graph.layers), check_errors=[str(f) for f in found], max_steps=max_steps)
     c, h, w = graph.shapes[graph.input_name]
     x = read_golden(directory / "input.txt")
+    if x.size != c * h * w:
+        raise DeployError(f"{directory / 'input.txt'}: {x.size} values, the input [{h}, {w}, {c}] needs {c * h * w}")
     lo, hi = grid(int(config.get("input_bits", 8)), bool(config.get("input_signed", False)))
     if not config.get("input_signed", False) and x.min() < 0:
         x = x % 256
@@ -139,6 +166,11 @@ def verify(
     net_path = directory / "integer_network.json"
     if net_path.exists():
         net = IntegerNetwork.load(net_path)
+        if len(net.layers) != len(graph.layers):
+            raise DeployError(
+                f"{onnx_path}: {len(graph.layers)} DORY layers, but {net_path.name} has {len(net.layers)}; "
+                "the model is not the integer network beside it"
+            )
         if n_random > 0:
             rng = np.random.default_rng(seed)
             lo, hi = grid(net.input_bits, net.input_signed)

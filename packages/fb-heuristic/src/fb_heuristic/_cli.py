@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from fb_heuristic._cli_errors import Group
 from fb_heuristic._diff import diff, format_diff
 from fb_heuristic._free_bits import free_bits, network_latency
 from fb_heuristic._knapsack import knapsack
@@ -36,7 +37,7 @@ def _bits(text: str) -> tuple[int, ...]:
     return bits
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(package_name="fb-heuristic")
 def main() -> None:
     """Free-bits heuristic and configuration selection (latency tables from fb-profile)."""

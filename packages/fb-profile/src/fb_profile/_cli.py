@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from fb_profile._backends import make_backend
+from fb_profile._cli_errors import Group
 from fb_profile._constants import FREE, builtin_constants, save_constants
 from fb_profile._layers import builtin_network, layer_counts, layer_types_of, network_layers
 from fb_profile._plot import plot_throughput
@@ -54,7 +55,7 @@ def _fail(exc: Exception) -> click.ClickException:
     return click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(package_name="fb-profile")
 def main() -> None:
     """Latency profiling for Free Bits: per-layer-type latency tables on PULP targets."""

@@ -36,19 +36,29 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename, so no half-written file is left."""
+    """Write ``data`` to ``path`` through a temporary file and a rename, so no half-written file is left.
+
+    Raises:
+        OSError: the directory cannot be created or written (read-only, full); it names ``path`` itself,
+            not the temporary file.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600; give the mode open() would have given
         with os.fdopen(fd, mode) as fh:
             fh.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
         raise
 
 
@@ -57,6 +67,13 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for a file-system error: ``"<file>: <reason>"`` (e.g. a read-only output directory)."""
+    if exc.filename is None:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"{exc.filename}: {exc.strerror or type(exc).__name__}"
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -85,7 +85,8 @@ class QuantizedNetwork:
 
 def validate(doc: Any, source: str, npz_path: str | os.PathLike) -> None:
     """Check the JSON contract and that every npz key exists with the expected shape."""
-    shapes = {k: shape for k, (_, shape) in npz_shapes(npz_path).items()}
+    headers = npz_shapes(npz_path)
+    shapes = {k: shape for k, (_, shape) in headers.items()}
     f = Fields(doc, source)
     f.only({"schema", "network", "config_sha256", "input", "nodes", "tensors", "reference", "topology"})
     check_tag(f, QUANTIZED_NETWORK_SCHEMA)
@@ -97,6 +98,9 @@ def validate(doc: Any, source: str, npz_path: str | os.PathLike) -> None:
         key = field_owner.get(name, str)
         if key not in shapes:
             raise field_owner.error(name, f"a key of {Path(npz_path).name}, {key!r} is missing")
+        descr = headers[key][0]
+        if not (isinstance(descr, str) and len(descr) > 1 and descr[1] in "fiu"):
+            raise field_owner.error(name, f"a numeric npz array {key!r} (float or integer), got dtype {descr!r}")
         if shapes[key] != shape:
             raise field_owner.error(name, f"npz array {key!r} of shape {list(shape)}, got {list(shapes[key])}")
 

@@ -25,7 +25,7 @@ from fb_search._api import (
 )
 from fb_search._checkpoint import load_checkpoint, load_into, save_checkpoint
 from fb_search._data import Dataset, get_data, load_digits_data
-from fb_search._distributed import data_mesh, initialize, is_main_process
+from fb_search._distributed import data_mesh, initialize, is_main_process, maybe_initialize
 from fb_search._export import export_quantized_network, load_quantized_network
 from fb_search._import import import_onnx_model
 from fb_search._model import MODES, VARIANTS, BBOptions, QNet, check_config, tensor_signed, to_netconfig
@@ -59,6 +59,7 @@ __all__ = [
     "data_mesh",
     "initialize",
     "is_main_process",
+    "maybe_initialize",
     "prepare",
     "check_config",
     "depthwise_taps",

@@ -74,11 +74,12 @@ def train_float(
     model = QNet(topology, "float", rngs=nnx.Rngs(seed))
     Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    train(model, data, r.FLOAT, steps, seed, log_path=Path(ckpt_dir) / "metrics.jsonl", desc="float",
-          **_resume(r, Path(ckpt_dir) / f"float-s{seed}-steps"))  # fmt: skip
+    last = train(model, data, r.FLOAT, steps, seed, log_path=Path(ckpt_dir) / "metrics.jsonl", desc="float",
+                 **_resume(r, Path(ckpt_dir) / f"float-s{seed}-steps"))  # fmt: skip
     calibrate(model, data.train_subset(r.CALIBRATION_IMAGES)[0])
     acc, wrong = val_accuracy(model, data)
     meta = _meta(topology, "float", seed=seed, steps=steps, val_accuracy=acc, val_errors=wrong)
+    meta["train_loss"] = last.get("loss")  # of the last step: every process of a multi-host run has the same
     meta["seconds"] = round(time.time() - t0, 1)
     return save_checkpoint(model, Path(ckpt_dir) / f"float-s{seed}", meta)
 

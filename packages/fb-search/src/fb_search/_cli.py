@@ -14,7 +14,9 @@ from fb_schema import LatencyTable, MissingLatencyError, NetConfig, SchemaError
 from fb_schema.topologies import is_topology_path, resolve_topology
 from fb_search import _api
 from fb_search._checkpoint import load_checkpoint
+from fb_search._cli_errors import Group
 from fb_search._data import get_data
+from fb_search._distributed import maybe_initialize
 from fb_search._latency_objective import OBJECTIVES
 from fb_search._npz_data import check_data, data_range, load_npz_data
 from fb_search.recipes import get_recipe
@@ -124,10 +126,14 @@ def _no_progress(f):
                         help="no progress bar (nor progress lines when output is not a terminal)")(f)  # fmt: skip
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(package_name="fb-search")
 def main() -> None:
     """Bayesian Bits search and TQT fine-tuning (Free Bits, arXiv 2307.02894)."""
+    try:
+        maybe_initialize()  # multi-host: before any JAX work (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, ...)
+    except (ValueError, RuntimeError) as exc:
+        raise click.ClickException(f"multi-host start: {str(exc).splitlines()[0]}") from None
 
 
 @main.command("layer-types")
@@ -181,7 +187,10 @@ def train_float(network, width, resolution, num_classes, data_name, layout, inpu
         return
     ckpt = _api.train_float(topo, data, steps, seed, Path(out_dir) / "checkpoints", recipe)
     _, meta = load_checkpoint(ckpt)
-    click.echo(f"float {topo.name}: val accuracy {meta['val_accuracy']:.4f} ({meta['val_errors']} errors) -> {ckpt}")
+    loss = f"train loss {meta['train_loss']:.6f}, " if meta.get("train_loss") is not None else ""
+    click.echo(
+        f"float {topo.name}: {loss}val accuracy {meta['val_accuracy']:.4f} ({meta['val_errors']} errors) -> {ckpt}"
+    )
 
 
 @main.command()

@@ -25,14 +25,33 @@ _INITIALIZED = []
 
 
 def initialize() -> None:
-    """Join a multi-host run (``jax.distributed.initialize()``; cluster settings from the environment)."""
-    if not _INITIALIZED:
-        jax.distributed.initialize()
-        _INITIALIZED.append(True)
+    """Join a multi-host run (``jax.distributed.initialize()``); call it before any other JAX work.
+
+    Cluster settings come from the environment: ``JAX_COORDINATOR_ADDRESS`` (host:port of process 0),
+    ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` (JAX itself reads only the address outside managed clusters
+    such as SLURM or Kubernetes, where it detects the other two).
+
+    Raises:
+        ValueError: ``JAX_NUM_PROCESSES`` or ``JAX_PROCESS_ID`` is set but not a valid integer.
+    """
+    if _INITIALIZED:
+        return
+    kwargs = {}
+    for name, key in (("JAX_NUM_PROCESSES", "num_processes"), ("JAX_PROCESS_ID", "process_id")):
+        value = os.environ.get(name)
+        if value is not None:
+            if not value.strip().isdigit():
+                raise ValueError(f"{name}: a non-negative integer expected, got {value!r}")
+            kwargs[key] = int(value)
+    jax.distributed.initialize(**kwargs)
+    _INITIALIZED.append(True)
 
 
 def maybe_initialize() -> None:
-    """Initialize the multi-host runtime when the launcher set ``JAX_COORDINATOR_ADDRESS``."""
+    """Initialize the multi-host runtime when the launcher set ``JAX_COORDINATOR_ADDRESS``.
+
+    Command-line and pipeline entry points call it first, before anything touches a JAX device.
+    """
     if os.environ.get("JAX_COORDINATOR_ADDRESS"):
         initialize()
 

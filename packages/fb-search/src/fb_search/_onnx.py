@@ -33,8 +33,8 @@ def to_onnx_model(model: QNet, batch: str | int = "B", opset: int = 23):
 
 def export_onnx(model: QNet, path: str | os.PathLike, batch: str | int = "B") -> Path:
     """Write the ONNX file of ``model`` atomically; returns its path."""
-    proto = to_onnx_model(model, batch)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)  # an unwritable place fails before the slow conversion
+    proto = to_onnx_model(model, batch)
     write_atomic(path, proto.SerializeToString())
     return path

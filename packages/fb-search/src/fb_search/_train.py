@@ -23,7 +23,6 @@ from fb_search._data import Dataset
 from fb_search._distributed import (
     data_mesh,
     is_main_process,
-    maybe_initialize,
     replicate,
     restore_train_state,
     save_train_state,
@@ -141,7 +140,6 @@ def train(
     from the latest one there (batches and gate samples depend only on ``(seed, step)``). ``stop_at`` ends the
     run early after that step (an interruption), leaving a checkpoint.
     """
-    maybe_initialize()
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx, step = _train_step(graphdef, spec, steps, search)

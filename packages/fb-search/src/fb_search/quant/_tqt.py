@@ -9,6 +9,7 @@ almost-symmetric signed ``[-t, t (2^b-2)/2^b]``), and the ``log_t`` gradient is 
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +17,7 @@ import optax
 
 from fb_search.quant._grids import fake_quant, grid
 
-LN2 = float(jnp.log(2.0))
+LN2 = math.log(2.0)  # a Python float: no JAX work at import (jax.distributed.initialize must come first)
 
 
 def _expand(log_t: jax.Array, ndim: int) -> jax.Array:
