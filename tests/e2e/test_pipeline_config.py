@@ -24,7 +24,8 @@ def _write(tmp_path, body: str) -> Path:
     [
         ('{"name": "x", "epochs": 3}', "epochs: unknown field"),
         ('{"network": "digitsnet"}', "name: a required field is missing"),
-        ('{"name": "x", "targets": ("gvsoc:xpulpv2",)}', "targets: expected 'pulp-model:<isa>'"),
+        ('{"name": "x", "targets": ("gvsoc:xpulpv2",)}', "targets: expected 'pulp-model:<isa>' or 'table:<file>'"),
+        ('{"name": "x", "targets": ("table:nowhere.json",)}', "targets: 'table:nowhere.json': no such measured table"),
         ('{"name": "x", "variants": ("fancy",)}', "variants: expected 'orig' or 'locked'"),
         ('{"name": "x", "seed": "zero"}', "seed: expected a number"),
         ('{"name": "x", "gvsoc": "yes"}', "gvsoc: expected True or False"),
@@ -85,3 +86,26 @@ def test_user_network_data_and_recipe_files_relative_to_the_config(tmp_path):
     assert len(failed.stderr.strip().splitlines()) == 1
     with pytest.raises(click.ClickException, match="data: no such file"):
         load_config(_write(tmp_path, '{"name": "x", "data": "absent.npz"}'))
+
+
+def test_measured_demo_reads_the_committed_gvsoc_tables():
+    cfg = load_config(ROOT / "configs" / "demo_measured.py")
+    assert [cfg.target_slug(t) for t in cfg.targets] == [
+        "table-digitsnet_gvsoc-xpulpv2-kit-gcc12",
+        "table-digitsnet_gvsoc-xpulpnn1-kit-gcc12",
+    ]
+    assert all(Path(t.removeprefix("table:")).is_file() for t in cfg.targets)
+
+
+def test_incomplete_measured_table_stops_the_pipeline_with_one_line(tmp_path):
+    from fbpipe.config import PipelineConfig
+    from fbpipe.run import Run
+    from fbpipe.stages import profile
+
+    table = ROOT / "tables" / "gvsoc" / "digitsnet_gvsoc-xpulpv2-kit-gcc12.json"
+    run = Run(PipelineConfig(name="t", targets=(f"table:{table}",)), tmp_path / "run")
+    with pytest.raises(click.ClickException) as info:
+        profile(run)
+    message = info.value.message
+    assert "points have no latency (first: conv2d_16x16x1_o16_k3x3_s1x1_p1.1.1.1_g1 (4, 2): " in message
+    assert "\n" not in message and not run.table_path(run.cfg.targets[0]).exists()

@@ -29,6 +29,9 @@ def test_flows_follow_the_isas_that_picked_a_network():
     assert gvsoc.flows_of("fb-b", SELECTION) == ["mixed-sw"]
     assert gvsoc.flows_of("fb-c", SELECTION) == ["mixed-hw"]  # XpulpNNv2: correctness with the XpulpNN kernels
     assert gvsoc.flows_of("8b", SELECTION) == ["mixed-sw"]  # baselines: XpulpV2
+    slugs = {"pulp-model:xpulpv2": "pulp-xpulpv2", "pulp-model:xpulpnn1": "pulp-xpulpnn1"}
+    assert gvsoc.flows_of("fb-pulp-xpulpnn1--4b", SELECTION, slugs) == ["mixed-hw"]  # made for XpulpNNv1
+    assert gvsoc.flows_of("ks-pulp-xpulpv2-0.9", SELECTION, slugs) == ["mixed-sw"]
 
 
 def test_report_section():
@@ -56,7 +59,8 @@ def test_run_all_on_gvsoc(tmp_path):
 
     fixture = ROOT / "tests" / "fixtures" / "gvsoc" / "digitsnet-8b-f1924e9" / "model"
     new = export_dory(IntegerNetwork.load(fixture / "integer_network.json"), tmp_path / "new")
-    run = SimpleNamespace(tables=dict, cfg=SimpleNamespace(allowed_bits=(2, 4, 8)))
+    cfg = SimpleNamespace(allowed_bits=(2, 4, 8), targets=(), target_slug=str)
+    run = SimpleNamespace(tables=dict, cfg=cfg, resolve=Path, rel=str)
     deployed = {"8b": {"dir": str(new)}}
     gvsoc.run_all(run, deployed, {"8b": {"config": ""}}, {})
     [rec] = deployed["8b"]["gvsoc"]

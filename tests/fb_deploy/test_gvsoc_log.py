@@ -84,6 +84,11 @@ def test_missing_sdk_is_a_one_line_error(monkeypatch, tmp_path):
     [
         ("digitsnet-8b-mixed-sw.log", [50432, 48842, 74550, 36560, 44165, 52887, 57332, 41585, 34680, 2678]),
         ("digitsnet-8b-mixed-hw.log", [53600, 50791, 72233, 37493, 40145, 54698, 47568, 41988, 34808, 2533]),
+        # make demo's bb-locked-mu0.1 (4- and 2-bit layers, its add at 4 + 4 bits) on pulp-open-nn
+        (
+            "digitsnet-bb-locked-mu0.1-mixed-hw.log",
+            [39645, 36992, 39703, 28380, 22184, 38538, 22718, 18629, 34255, 2413],
+        ),
     ],
 )
 def test_fixed_export_logs_pass_every_layer(log, cycles):

@@ -77,7 +77,7 @@ def fake_tools(tmp_path, monkeypatch):
         (sdk / f"{name}.sh").write_text("")
     tc = tmp_path / "tc" / "bin"
     tc.mkdir(parents=True)
-    (tc / "riscv32-unknown-elf-gcc").write_text("")
+    _exe(tc / "riscv32-unknown-elf-gcc", 'echo "riscv32-unknown-elf-gcc (GCC) 7.1.1 20170622"\n')
     monkeypatch.setenv("PULP_RISCV_GCC_TOOLCHAIN", str(tc.parent))
     return {"fb_deploy": deploy, "dory_python": python, "dory_dir": str(dory), "pulp_sdk": str(tmp_path / "sdk")}
 
@@ -119,7 +119,7 @@ def test_whole_flow_with_stand_in_tools(fake_tools, tmp_path):
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
     table = LatencyTable.load(out)
-    assert table.target.name == "gvsoc-xpulpnn1" and table.target.backend == "gvsoc" and not table.failed
+    assert table.target.name == "gvsoc-xpulpnn1-pulp-gcc" and table.target.backend == "gvsoc" and not table.failed
     conv = LayerType.conv2d(8, 8, 1, 8, kernel=3).key
     add = LayerType.add(8, 8, 8).key
     # The stand-in fb-deploy gvsoc reported the digits b_in, b_wt, b_out, [mixed-hw] it was given.

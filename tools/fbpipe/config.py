@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-TARGET_PREFIX = "pulp-model:"
+TARGET_PREFIXES = ("pulp-model:", "table:")  # the built-in model, or a committed measured table
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,11 @@ class PipelineConfig:
     gvsoc: bool = False  # run every deployed network on GVSOC (needs the GVSOC kit's env.sh sourced)
 
     def target_slug(self, target: str) -> str:
-        return target.replace(":", "-").replace("pulp-model-", "pulp-")
+        if target.startswith(
+            "table:"
+        ):  # table:tables/gvsoc/digitsnet_gvsoc-xpulpv2-kit-gcc12.json -> table-digitsnet_...
+            return "table-" + Path(target[len("table:") :]).stem
+        return target.replace(":", "-").replace("@", "-").replace("pulp-model-", "pulp-")
 
 
 def load_config(path: str | Path) -> PipelineConfig:
@@ -82,8 +86,12 @@ def load_config(path: str | Path) -> PipelineConfig:
     cfg = PipelineConfig(**raw)
     _check_network(path, cfg)
     for target in cfg.targets:
-        if not target.startswith(TARGET_PREFIX):
-            raise click.ClickException(f"{path}: targets: expected 'pulp-model:<isa>', got {target!r}")
+        if not target.startswith(TARGET_PREFIXES):
+            raise click.ClickException(
+                f"{path}: targets: expected 'pulp-model:<isa>' or 'table:<file>', got {target!r}"
+            )
+        if target.startswith("table:") and not Path(target[len("table:") :]).is_file():
+            raise click.ClickException(f"{path}: targets: {target!r}: no such measured table")
     for variant in cfg.variants + cfg.latency_variants:
         if variant not in ("orig", "locked"):
             raise click.ClickException(f"{path}: variants: expected 'orig' or 'locked', got {variant!r}")

@@ -20,14 +20,17 @@ from fb_schema import NetConfig, read_json
 FLOW_ISA = {"mixed-sw": "xpulpv2", "mixed-hw": "xpulpnn1"}
 
 
-def flows_of(cid: str, selection: dict[str, dict[str, str]]) -> list[str]:
-    """The DORY flows of network ``cid``: one per ISA whose selection picked it; ``mixed-sw`` if none did."""
-    isas = [target.split(":")[-1] for target, picks in selection.items() if cid in picks.values()]
+def flows_of(cid: str, selection: dict[str, dict[str, str]], slugs: dict[str, str] | None = None) -> list[str]:
+    """The DORY flows of network ``cid``: one per ISA whose selection picked it or that it was made for (its id
+    names the target's slug, as in ``fb-pulp-xpulpnn1--4b``); ``mixed-sw`` for the rest (the baselines)."""
+    targets = [t for t, picks in selection.items() if cid in picks.values()]
+    targets += [t for t, slug in (slugs or {}).items() if cid.partition("-")[2].startswith(f"{slug}-")]
+    isas = [target.split(":")[-1] for target in targets]
     flows = sorted({fb_deploy.ISA_FLOWS[isa] for isa in isas if isa in fb_deploy.ISA_FLOWS}, reverse=True)
     return flows or ["mixed-sw"]
 
 
-def table_cycles(run, config_path: str, flow: str) -> int | None:
+def table_cycles(run, config_path: Path, flow: str) -> int | None:
     """The network's latency in the run's table of the flow's ISA (None when the run has no such table)."""
     tables = {t.split(":")[-1]: table for t, table in run.tables().items()}
     table = tables.get(FLOW_ISA[flow])
@@ -43,17 +46,19 @@ def run_all(run, deployed: dict[str, dict], finetuned: dict[str, dict], selectio
     failures = []
     for cid, dep in deployed.items():
         records = []
-        for flow in flows_of(cid, selection):
-            out = Path(dep["dir"]) / f"gvsoc-{flow}"
+        slugs = {t: run.cfg.target_slug(t) for t in run.cfg.targets}
+        for flow in flows_of(cid, selection, slugs):
+            model_dir = run.resolve(dep["dir"])  # records store paths relative to the run directory
+            out = model_dir / f"gvsoc-{flow}"
             try:
-                result = fb_deploy.run_gvsoc(dep["dir"], flow, out)
+                result = fb_deploy.run_gvsoc(model_dir, flow, out)
                 error = None
             except fb_deploy.ChecksumError as exc:
                 result, error = read_json(out / "cycles.json"), str(exc)
                 failures.append(f"{cid}: {error}")
             except fb_deploy.DeployError as exc:  # a missing tool, or a model the checker refuses
                 raise click.ClickException(f"gvsoc: {cid} ({flow}): {exc}") from None
-            records.append(_record(run, finetuned[cid]["config"], flow, result, error, out))
+            records.append(_record(run, run.resolve(finetuned[cid]["config"]), flow, result, error, out))
             r = records[-1]
             click.echo(
                 f"      {cid:<40} {flow} checksums {r['checksums_ok']}/{r['layers']}  cycles {r['cycles']:,}"
@@ -64,7 +69,7 @@ def run_all(run, deployed: dict[str, dict], finetuned: dict[str, dict], selectio
         raise click.ClickException(f"gvsoc: {len(failures)} run(s) failed; first: {failures[0]}")
 
 
-def _record(run, config_path: str, flow: str, result: dict[str, Any], error: str | None, out: Path) -> dict:
+def _record(run, config_path: Path, flow: str, result: dict[str, Any], error: str | None, out: Path) -> dict:
     return {
         "flow": flow,
         "target": result["target"],
@@ -74,7 +79,7 @@ def _record(run, config_path: str, flow: str, result: dict[str, Any], error: str
         "table_cycles": table_cycles(run, config_path, flow),
         "table_isa": FLOW_ISA[flow],
         "error": error,
-        "cycles_json": str(out / "cycles.json"),
+        "cycles_json": run.rel(out / "cycles.json"),
     }
 
 

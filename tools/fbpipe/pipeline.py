@@ -130,7 +130,10 @@ def write_results(run: Run, data, candidates, selection, finetuned, deployed) ->
         "float_accuracy": read_json(run.out / "checkpoints" / "float.json")["val_accuracy"],
         "slugs": {t: cfg.target_slug(t) for t in cfg.targets},
         # Paths are relative to the run directory, so the run can be read and resumed from any cwd.
-        "tables": {t: {"path": run.rel(run.table_path(t)), "sha256": tables[t].sha256()} for t in cfg.targets},
+        "tables": {
+            t: {"path": run.rel(run.table_path(t)), "sha256": tables[t].sha256(), **_source(tables[t])}
+            for t in cfg.targets
+        },  # fmt: skip
         "configs": {c.id: _config_record(c, nets[c.id], tables, run.rel(c.path)) for c in candidates},
         "selection": {t: picks for t, picks in selection.items()},
         "finetuned": finetuned,
@@ -171,3 +174,14 @@ def _config_record(c, net: NetConfig, tables, path: str) -> dict:
         "bops": net.bops(),
         "latency": {t: network_latency(net, table) for t, table in tables.items()},
     }
+
+
+def _source(table) -> dict:
+    """Where an imported table's latencies were measured: file, measured target, toolchain, tool commits."""
+    prov = table.provenance
+    if "source" not in prov:
+        return {}
+    inner = prov.get("source_provenance", {})
+    tool = inner.get("toolchain", {}).get("version", "")
+    what = f"`{prov['source']}` ({prov.get('source_target')}, {inner.get('backend', '?')}"
+    return {"source": what + (f", {tool})" if tool else ")")}

@@ -194,9 +194,10 @@ def write_report(results: dict[str, Any], out: Path) -> str:
     lines += ["## Reproducibility", "", "| config | sha256 | method | seed |", "|---|---|---|---|"]
     for cid, c in results["configs"].items():
         lines.append(f"| `{cid}` | `{c['sha256'][:16]}…` | {c['method']} | {c['seed']} |")
-    lines += ["", "| table | sha256 |", "|---|---|"]
+    lines += ["", "Every latency above comes from these tables:", "", "| target | table | sha256 | measured on |",
+              "|---|---|---|---|"]  # fmt: skip
     for target, t in results["tables"].items():
-        lines.append(f"| {target} | `{t['sha256'][:16]}…` |")
+        lines.append(f"| {target} | `{t['path']}` | `{t['sha256'][:16]}…` | {t.get('source', 'the built-in model')} |")
     lines += [
         "",
         "Package versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()),

@@ -93,6 +93,13 @@ def profile(run: Run) -> None:
         def compute(target=target, path=path):
             table = fb_profile.sweep(types, target=target, allowed_bits=run.cfg.allowed_bits,
                                      cache_dir=run.out / "tables" / ".cache", progress=run.progress)  # fmt: skip
+            if table.failed:  # a measured table without every point: the search and the heuristic need them all
+                f = table.failed[0]
+                raise click.ClickException(
+                    f"{target}: {len(table.failed)} of {len(table.failed) + len(table.entries)} points have no "
+                    f"latency (first: {f['layer_type']} ({f['b_in']}, {f['b_wt']}): {f['error']}); the pipeline "
+                    "needs every pair of every layer type"
+                )
             table.save(path)
             click.echo(f"      wrote {path.name} ({len(table.entries)} entries)")
             return None, [path]

@@ -59,8 +59,8 @@ class VerifyReport:
         return (
             not self.golden_mismatches
             and self.random_equal is not False
-            and not self.check_errors
             and not self.departures
+            and not self.check_errors
         )
 
     def to_json(self) -> dict:

@@ -9,18 +9,40 @@ Paper: Rutishauser, Conti, Benini, "Free Bits: Latency Optimization of Mixed-Pre
 the Edge", arXiv 2307.02894.
 """
 
+from fb_profile._accuracy import Accuracy, accuracy
 from fb_profile._backends import BACKENDS, MODEL_VERSION, PulpModel, make_backend
-from fb_profile._constants import FREE, ISAS, Constants, builtin_constants, load_constants, save_constants
+from fb_profile._calibrate import Calibration, calibrate
+from fb_profile._compare import compare_tables, plot_against, spearman
+from fb_profile._constants import (
+    DEFAULT_FIT,
+    FREE,
+    ISAS,
+    TOOLCHAINS,
+    Constants,
+    builtin_constants,
+    load_constants,
+    save_constants,
+)
 from fb_profile._layers import layer_counts, layer_types_of, network_layers
 from fb_profile._model import kernel_cycles, layer_cycles
 from fb_profile._onnx_import import ImportedNetwork, import_onnx, onnx_layers
 from fb_profile._plot import plot_throughput, throughput_stats
-from fb_profile._sweep import default_cache_dir, sweep
+from fb_profile._sweep import SweepPlan, default_cache_dir, sweep
 from fb_profile._tiler import Tile, TilingError, tile_layer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_FIT",
+    "TOOLCHAINS",
+    "Accuracy",
+    "Calibration",
+    "SweepPlan",
+    "accuracy",
+    "calibrate",
+    "compare_tables",
+    "plot_against",
+    "spearman",
     "BACKENDS",
     "FREE",
     "ISAS",

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from fb_profile._constants import ISAS, Constants, builtin_constants, load_constants
+from fb_profile._constants import ISAS, TOOLCHAINS, Constants, builtin_constants, load_constants
 from fb_profile._model import layer_cycles
 from fb_schema import LayerType, Target
 
@@ -34,14 +34,17 @@ class PulpModel:
 
     @property
     def spec(self) -> str:
-        return f"{self.name}:{self.isa}"
+        tc = "" if self.constants.toolchain == "pulp-gcc" else f"@{self.constants.toolchain}"
+        return f"{self.name}:{self.isa}{tc}"
 
     def slug(self) -> str:
-        return f"pulp-{self.isa}" if self.constants_file is None else f"pulp-{self.isa}-calibrated"
+        tc = "" if self.constants.toolchain == "pulp-gcc" else f"-{self.constants.toolchain}"
+        return f"pulp-{self.isa}{tc}" + ("" if self.constants_file is None else "-calibrated")
 
     def cache_params(self) -> dict[str, Any]:
         c = self.constants
-        return {"isa": c.isa, **c.free_values(), "l1_budget": c.l1_budget, "l2": c.l2_bytes - c.l2_code_reserve}
+        params = {"isa": c.isa, **c.free_values(), "l1_budget": c.l1_budget, "l2": c.l2_bytes - c.l2_code_reserve}
+        return params if c.toolchain == "pulp-gcc" else {**params, "toolchain": c.toolchain}
 
     def target(self, b_out: int, allowed_bits: tuple[int, ...]) -> Target:
         c = self.constants
@@ -79,12 +82,19 @@ def make_backend(target: str | Any, constants: str | os.PathLike | None = None, 
         raise ValueError(
             f"unknown target {target!r}; expected <backend>:<arg> with backend one of {', '.join(BACKENDS)}"
         )
-    if name == "pulp-model":
+    if name == "pulp-model":  # pulp-model:ISA[@TOOLCHAIN]
+        arg, _, toolchain = arg.partition("@")
         if arg not in ISAS:
             raise ValueError(f"unknown ISA {arg!r} in target {target!r}; the pulp-model knows {', '.join(ISAS)}")
+        if toolchain and toolchain not in TOOLCHAINS:
+            raise ValueError(f"unknown toolchain profile {toolchain!r} in target {target!r}; expected one of "
+                             f"{', '.join(TOOLCHAINS)}")  # fmt: skip
         if constants is None:
-            return PulpModel(builtin_constants(arg))
-        return PulpModel(load_constants(constants, arg), str(constants))
+            return PulpModel(builtin_constants(arg, toolchain or "pulp-gcc"))
+        loaded = load_constants(constants, arg)
+        if toolchain and loaded.toolchain != toolchain:
+            raise ValueError(f"{constants}: toolchain: constants are for {loaded.toolchain}, the target is {toolchain}")
+        return PulpModel(loaded, str(constants))
     if name == "gvsoc":
         from fb_profile._gvsoc import GvsocBackend
 

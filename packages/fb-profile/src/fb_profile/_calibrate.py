@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fb_profile._constants import FREE, Constants
+from fb_profile._constants import DEFAULT_FIT, FREE, Constants
 from fb_profile._model import layer_cycles
 from fb_profile._tiler import TilingError
 from fb_schema import LatencyTable
@@ -33,11 +33,12 @@ class Calibration:
     before: dict[str, float]
     after: dict[str, float]
     iterations: int
+    fitted: tuple[str, ...] = DEFAULT_FIT
 
     def report(self) -> str:
-        lines = [f"fitted {len(FREE)} constants of {self.constants.isa} on {self.points} measured points"
+        lines = [f"fitted {len(self.fitted)} constants of {self.constants.isa} on {self.points} measured points"
                  + (f" ({self.skipped} skipped: the model cannot tile them)" if self.skipped else "")]  # fmt: skip
-        for name in FREE:
+        for name in self.fitted:
             a, b = getattr(self.initial, name), getattr(self.constants, name)
             lines.append(f"  {name:11s} {a:10.4g} -> {b:10.4g}  ({100 * (b / a - 1):+.1f} %)")
         for label, err in (("before", self.before), ("after", self.after)):
@@ -60,7 +61,7 @@ def predict(c: Constants, points: Sequence, b_out: int) -> np.ndarray:
 def calibrate(
     initial: Constants,
     measured: LatencyTable,
-    free: Sequence[str] = FREE,
+    free: Sequence[str] = DEFAULT_FIT,
     max_iter: int = 50,
     step: float = 0.02,
 ) -> Calibration:
@@ -127,7 +128,7 @@ def calibrate(
     fitted = constants(theta)
     before = _errors(predict(initial, points, b_out), np.exp(y))
     after = _errors(np.exp(r + y), np.exp(y))
-    return Calibration(fitted, initial, len(points), skipped, before, after, it)
+    return Calibration(fitted, initial, len(points), skipped, before, after, it, tuple(names))
 
 
 def median_error(a: LatencyTable, b: LatencyTable) -> float:

@@ -9,10 +9,10 @@ import click
 
 from fb_profile._backends import make_backend
 from fb_profile._cli_errors import Group
-from fb_profile._constants import FREE, builtin_constants, save_constants
+from fb_profile._constants import DEFAULT_FIT, FREE, TOOLCHAINS, builtin_constants, save_constants
 from fb_profile._layers import builtin_network, layer_counts, layer_types_of, network_layers
 from fb_profile._plot import plot_throughput
-from fb_profile._sweep import sweep
+from fb_profile._sweep import SweepPlan, sweep
 from fb_schema import LatencyTable, SchemaError
 from fb_schema.topologies import BUILTIN
 
@@ -25,6 +25,15 @@ def _bits(text: str) -> tuple[int, ...]:
     if not bits:
         raise click.BadParameter("expected at least one bit width")
     return bits
+
+
+def _pairs(text: str | None) -> tuple[tuple[int, int], ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple((int(a), int(w)) for a, w in (p.split("/") for p in text.split(",") if p.strip()))
+    except ValueError:
+        raise click.BadParameter(f"--pairs: expected b_in/b_wt pairs such as 2/2,8/8, got {text!r}") from None
 
 
 def _source(network, width, resolution, config, onnx_path):
@@ -99,10 +108,15 @@ def layer_types_cmd(network, width, resolution, config, onnx_path, as_json):
 @click.option("--pulp-sdk", help="gvsoc: pulp-sdk checkout (configs/pulp-open*.sh) [env PULP_SDK_HOME].")
 @click.option("--fb-deploy", help="gvsoc: the fb-deploy executable [env FB_DEPLOY, default fb-deploy on PATH].")
 @click.option("--work-dir", help="gvsoc: keep each point's model, app and log here.")
-@click.option("--timeout", type=float, help="gvsoc: seconds per tool run [default 3600].")
+@click.option("--timeout", type=float, help="gvsoc: seconds per tool run; a simulation past it is a hang "
+              "[default 3600].")  # fmt: skip
 @click.option("--allow-failed", is_flag=True, help="Exit 0 even when points failed (they are listed in 'failed').")
+@click.option("--pairs", help="Measure only these pairs of configurable layers now, e.g. 2/2,4/4,8/8.")
+@click.option("--types", "only_types", help="Measure only these layer-type keys now (comma-separated).")
+@click.option("--cached-only", is_flag=True, help="Measure nothing: build the table from the point cache.")
+@click.option("--retry-failed", is_flag=True, help="Re-measure points whose failure is cached.")
 def sweep_cmd(network, width, resolution, config, onnx_path, target, output, bits, b_out, jobs, cache_dir, no_cache,
-              constants, no_progress, allow_failed, **tools):  # fmt: skip
+              constants, no_progress, allow_failed, pairs, only_types, cached_only, retry_failed, **tools):  # fmt: skip
     """Profile every layer type at every allowed (b_in, b_wt) pair and write the latency table."""
     table_import = target.startswith("table:") and not any((network, config, onnx_path))
     source = None if table_import else _source(network, width, resolution, config, onnx_path)
@@ -111,14 +125,23 @@ def sweep_cmd(network, width, resolution, config, onnx_path, target, output, bit
         raise click.UsageError(f"--{next(iter(options)).replace('_', '-')} only applies to gvsoc targets")
     if ":" not in target or target.startswith(":"):
         raise click.UsageError(f"--target: expected <backend>:<arg> such as pulp-model:xpulpv2, got {target!r}")
+    plan = SweepPlan(_pairs(pairs), tuple(t for t in only_types.split(",") if t) if only_types else None,
+                     cached_only, retry_failed)  # fmt: skip
     try:
         table = sweep(source, target, _bits(bits), jobs, False if no_cache else cache_dir, not no_progress, b_out,
-                      constants, **options)  # fmt: skip
+                      constants, plan, **options)  # fmt: skip
     except (ValueError, SchemaError, OSError) as exc:
         raise _fail(exc) from None
     table.save(output)
     msg = f"{output}: {len(table.entries)} entries, {len(table.layer_types)} layer types on {table.target.name}"
     click.echo(msg + (f", {len(table.failed)} FAILED (see 'failed')" if table.failed else ""))
+    counts, run = table.provenance["points"], table.provenance["this_run"]
+    if counts["not_measured"]:
+        click.echo(f"  {counts['not_measured']} of {counts['total']} points not measured yet")
+    if run["now"]:
+        rate = 3600 * run["now"] / run["wall_s"] if run["wall_s"] else float("inf")
+        click.echo(f"  measured {run['now']} points in {run['wall_s']:.0f} s with {run['jobs']} job(s): "
+                   f"{rate:.0f} points/hour")  # fmt: skip
     for f in table.failed[:10]:
         click.echo(f"  failed {f['layer_type']} ({f['b_in']}, {f['b_wt']}): {f['error']}", err=True)
     if table.failed and not allow_failed:
@@ -145,20 +168,33 @@ def plot_cmd(tables, output, title):
 @main.command("compare")
 @click.argument("tables", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Scatter of the others against the first.")
-def compare_cmd(tables, plot_path):
+@click.option("--fig1", "fig1_path", type=click.Path(dir_okay=False), help="Fig. 1 of all tables side by side.")
+@click.option("--errors", is_flag=True, help="First table = measurement: error of each other table per layer type.")
+@click.option("--json", "as_json", is_flag=True, help="With --errors: print the errors as JSON.")
+def compare_cmd(tables, plot_path, fig1_path, errors, as_json):
     """Best pair per layer type on each table, where they differ, rank correlation (first table = reference)."""
+    from fb_profile._accuracy import accuracy
     from fb_profile._compare import compare_tables, plot_against
 
     loaded = _load_tables(tables)
     names = [Path(t).stem for t in tables] if len({x.target.name for x in loaded}) < len(loaded) else None
     try:
         result = compare_tables(loaded, names)
+        found = [accuracy(loaded[0], other) for other in loaded[1:]] if errors else []
     except ValueError as exc:
         raise _fail(exc) from None
-    click.echo(result.report())
+    if as_json:
+        click.echo(json.dumps([a.to_json() for a in found], indent=1))
+    else:
+        click.echo(result.report())
+        for a in found:
+            click.echo(a.report())
     if plot_path:
         plot_against(loaded[0], loaded[1:], plot_path)
-        click.echo(f"wrote {plot_path}")
+        click.echo(f"wrote {plot_path}", err=as_json)
+    if fig1_path:
+        plot_throughput(loaded, fig1_path, "Fig. 1: " + " | ".join(t.target.name for t in loaded))
+        click.echo(f"wrote {fig1_path}", err=as_json)
 
 
 def _measured_table(path: str) -> LatencyTable:
@@ -176,14 +212,17 @@ def _measured_table(path: str) -> LatencyTable:
               "read by the table: target.")  # fmt: skip
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Constants file to write [default: "
               "<measured>.constants.json].")  # fmt: skip
-@click.option("--free", default=",".join(FREE), show_default=True, help="Constants to fit.")
-def calibrate_cmd(isa, measured, output, free):
+@click.option("--free", default=",".join(DEFAULT_FIT), show_default=True,
+              help=f"Constants to fit, of {', '.join(FREE)}.")  # fmt: skip
+@click.option("--toolchain", "toolchain", default="pulp-gcc", show_default=True,
+              type=click.Choice(TOOLCHAINS), help="Compiler profile of the model to start from.")  # fmt: skip
+def calibrate_cmd(isa, measured, output, free, toolchain):
     """Fit the model's free constants to a measured table; load the result with `sweep --constants`."""
     from fb_profile._calibrate import calibrate
 
     try:
         table = _measured_table(measured)
-        initial = builtin_constants(isa)
+        initial = builtin_constants(isa, toolchain)
         result = calibrate(initial, table, [f.strip() for f in free.split(",") if f.strip()])
     except ValueError as exc:
         raise _fail(exc) from None
@@ -191,7 +230,8 @@ def calibrate_cmd(isa, measured, output, free):
     output = output or str(Path(measured).with_suffix("")) + ".constants.json"
     save_constants(result.constants, output, {"fit": {"measured": str(measured), "points": result.points,
                                                      "before": result.before, "after": result.after}})  # fmt: skip
-    click.echo(f"wrote {output} (use: fb-profile sweep ... --target pulp-model:{isa} --constants {output})")
+    spec = isa if toolchain == "pulp-gcc" else f"{isa}@{toolchain}"
+    click.echo(f"wrote {output} (use: fb-profile sweep ... --target pulp-model:{spec} --constants {output})")
 
 
 if __name__ == "__main__":  # pragma: no cover

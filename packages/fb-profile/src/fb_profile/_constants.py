@@ -20,7 +20,10 @@ from typing import Any
 from fb_schema import read_json, write_atomic
 
 ISAS = ("xpulpv2", "xpulpnn1", "xpulpnn2")
-FREE = ("eta", "b_blk", "t_tile_ovh", "t_fixed", "dw_out", "dma_1b", "bw_l3")
+# Constants a calibration may fit (and that a constants file may set); DEFAULT_FIT is what `calibrate` fits unless
+# told otherwise. The add and pool kernel costs joined when measured tables held add / pool layers.
+FREE = ("eta", "b_blk", "t_tile_ovh", "t_fixed", "dw_out", "dma_1b", "bw_l3", "add_elem", "pool_elem")
+DEFAULT_FIT = ("eta", "b_blk", "t_tile_ovh", "t_fixed", "dw_out", "dma_1b", "bw_l3")
 CONSTANTS_SCHEMA = "freebits/pulp-model-constants/v1"
 
 Pair = tuple[int, int]
@@ -31,6 +34,7 @@ class Constants:
     """Every number the model uses for one ISA (cycles, bytes, bytes/cycle)."""
 
     isa: str
+    toolchain: str = "pulp-gcc"  # the compiler profile the costs are for (``_toolchain.PROFILES``)
     # -- cluster and memory system (DORY's PULP_gvsoc target description) --
     n_cores: int = 8
     l1_budget: int = 35_000
@@ -57,7 +61,7 @@ class Constants:
     dw_unpack: dict[int, float] = field(default_factory=lambda: {8: 0.0, 4: 7.0, 2: 9.0})
     dw_wt_unpack: float = 1.5
     add_elem: float = 15.0
-    pool_elem: float = 2.0
+    pool_elem: float = 3.0
     pool_out: float = 20.0
     # -- ISA tables: inner loop (cycles, MACs) per 4x2 block iteration, im2col cost per element, linear cycles/MAC --
     inner: dict[Pair, tuple[int, int]] = field(default_factory=dict)
@@ -122,7 +126,8 @@ _COMMON_SOURCES = {
     "dw_unpack": "[P] p.extractu unpacking of sub-byte inputs in the depthwise column buffer",
     "dw_wt_unpack": "[E] one extract per sub-byte depthwise weight",
     "add_elem": "[P] pulp_nn_add: about 59 instructions per 4 outputs",
-    "pool_elem": "[E] load + add per input element of the average pool",
+    "pool_elem": "[C] pulp_nn_avgpool window loop with post-increment load and hardware loop: 3 instructions per "
+    "input element (kit-gcc12: 5, 8.3 cycles measured on GVSOC)",
     "pool_out": "[E] requantisation per pooled output",
 }
 
@@ -213,18 +218,84 @@ def _xpulpnn2() -> Constants:
 
 
 _BUILTIN = {"xpulpv2": _xpulpv2, "xpulpnn1": _xpulpnn1, "xpulpnn2": _xpulpnn2}
+TOOLCHAINS = ("pulp-gcc", "kit-gcc12")
+
+# GCC 12 behind the GVSOC kit's shim emits no hardware loops and no post-increment loads (only the builtins become
+# Xpulp instructions). Inner loops, counted in the disassembly of the kit's builds (riscv64-unknown-elf-objdump -d):
+# pulp-nn-mixed XpulpV2 8-bit matmul 21 instructions per 32 MACs (6 lw, 6 addi, 8 pv.sdotusp.b, 1 bne) where PULP
+# GCC needs 14; XpulpNN MAC&LOAD loop 11 vs 9 (MAC&LOAD post-increments itself). Outside the inner loops (im2col,
+# requantization, depthwise and pooling loops, tile bookkeeping) every load and store pays its own pointer
+# increment and every loop its counter and branch: the same 1.5x as the XpulpV2 loop, which is made of the same
+# lw/addi/bne pattern.
+_KIT_INNER = {"xpulpv2": 21 / 14, "xpulpnn1": 11 / 9, "xpulpnn2": 11 / 9}
+# Weights unpacked in software (XpulpV2 with sub-byte weights; XpulpNN when activations are wider than weights):
+# the kit's loop is 73 instructions per 32 MACs in both (xpulp_nn_conv_u8_u8_i2 and pulp_nn's u2 path alike: 8 dot
+# products, 20 bit extracts/inserts, 16 sll + 16 sra sign extensions, 5 lw), where PULP GCC's p.extract
+# sign-extends in one instruction.
+_KIT_UNPACK_PER_MAC = 73 / 32
+_KIT_OUTER = 1.5
+# One DORY layer's fixed cost on the kit: a GVSOC run of fb-deploy's one-layer 64 -> 10 linear network (640 MACs,
+# 80 per core) measures 3131 cycles on pulp-open, 8 cores, all checksums passing: ~3000 cycles of team fork, DMA
+# set-up and waits, barriers and tile loop before any MAC; the shipped 1500 is PULP GCC's.
+_KIT_FIXED = 3000.0
+# The add and pool kernels of the kit's builds: pulp_nn_add_u8_u8_u8's loop is 44 instructions per 4 outputs (8 lbu,
+# 11 add, 4 sll, 4 sra, 12 Xpulp, 4 sb, 1 bne), ~13 cycles per output with its load-use stalls; pulp_nn_avgpool's
+# window loop is 5 instructions per input element (lbu, 2 add, p.clip, bne) and a GVSOC run of the 8x8x64 global pool
+# takes 34 058 cycles on its one busy core, 8.3 per element.
+_KIT_ADD_ELEM = 13.0
+_KIT_POOL_ELEM = 8.0
+_OUTER_FIELDS = ("b_blk", "im2col_call", "kernel_prologue", "odd_per_channel", "t_tile_ovh", "dw_out", "add_elem",
+                 "pool_elem", "pool_out")  # fmt: skip
 
 
-def builtin_constants(isa: str) -> Constants:
-    """The shipped constants of ``isa``; an unknown ISA is a one-line ValueError listing the known ones."""
+def _unpacks_weights(isa: str, a: int, w: int) -> bool:
+    """Whether the matmul unpacks the weights in software (V2: any sub-byte weight; NN: weights narrower)."""
+    return w < 8 if isa == "xpulpv2" else a > w
+
+
+def with_toolchain(c: Constants, toolchain: str) -> Constants:
+    """``c`` (PULP GCC costs) rescaled for another compiler profile; see ``_KIT_INNER``/``_KIT_OUTER``."""
+    if toolchain not in TOOLCHAINS:
+        raise ValueError(f"unknown toolchain profile {toolchain!r}; expected one of {', '.join(TOOLCHAINS)}")
+    if toolchain == c.toolchain or toolchain == "pulp-gcc":
+        return c
+    fi, fo = _KIT_INNER[c.isa], _KIT_OUTER
+    scaled = {name: getattr(c, name) * fo for name in _OUTER_FIELDS}
+    sources = {**c.sources, "toolchain": f"[C] kit-gcc12: inner loops x{fi:.3f}, software-unpacked weights "
+               f"{_KIT_UNPACK_PER_MAC:.2f} instructions/MAC, outer code x{fo} (disassembly of the kit's builds), "
+               "t_fixed 3000, pool 8.3 cycles/element [M] (GVSOC one-layer runs)"}  # fmt: skip
+    return dataclasses.replace(
+        c,
+        toolchain=toolchain,
+        inner={
+            (a, w): (macs * _KIT_UNPACK_PER_MAC if _unpacks_weights(c.isa, a, w) else cyc * fi, macs)
+            for (a, w), (cyc, macs) in c.inner.items()
+        },
+        im2col={k: v * fo for k, v in c.im2col.items()},
+        linear={k: v * fi for k, v in c.linear.items()},
+        dw_unpack={k: v * fo for k, v in c.dw_unpack.items()},
+        dw_wt_unpack=c.dw_wt_unpack * fo,
+        b_blk_out={k: v * fo for k, v in c.b_blk_out.items()},
+        sources=sources,
+        **{**scaled, "t_fixed": _KIT_FIXED, "add_elem": _KIT_ADD_ELEM, "pool_elem": _KIT_POOL_ELEM},
+    )
+
+
+def builtin_constants(isa: str, toolchain: str = "pulp-gcc") -> Constants:
+    """The shipped constants of ``isa`` for a compiler profile (``pulp-gcc``, the default, or ``kit-gcc12``).
+
+    Raises:
+        ValueError: an unknown ISA or profile (one line listing the known ones).
+    """
     if isa not in _BUILTIN:
         raise ValueError(f"unknown ISA {isa!r}; the pulp-model knows {', '.join(ISAS)}")
-    return _BUILTIN[isa]()
+    return with_toolchain(_BUILTIN[isa](), toolchain)
 
 
 def save_constants(c: Constants, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> None:
     """Write the free constants of ``c`` (what ``--constants`` loads) atomically as JSON."""
-    obj = {"schema": CONSTANTS_SCHEMA, "isa": c.isa, "constants": c.free_values(), **(extra or {})}
+    obj = {"schema": CONSTANTS_SCHEMA, "isa": c.isa, "toolchain": c.toolchain, "constants": c.free_values(),
+           **(extra or {})}  # fmt: skip
     write_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
@@ -238,6 +309,9 @@ def load_constants(path: str | os.PathLike, isa: str | None = None) -> Constants
         raise ValueError(f"{path}: isa: expected one of {', '.join(ISAS)}, got {file_isa!r}")
     if isa is not None and file_isa != isa:
         raise ValueError(f"{path}: isa: constants are for {file_isa}, the target is {isa}")
+    toolchain = obj.get("toolchain", "pulp-gcc")
+    if toolchain not in TOOLCHAINS:
+        raise ValueError(f"{path}: toolchain: expected one of {', '.join(TOOLCHAINS)}, got {toolchain!r}")
     values = obj.get("constants")
     if not isinstance(values, dict):
         raise ValueError(f"{path}: constants: expected an object of {', '.join(FREE)}")
@@ -246,4 +320,4 @@ def load_constants(path: str | os.PathLike, isa: str | None = None) -> Constants
             raise ValueError(f"{path}: constants.{name}: expected one of {', '.join(FREE)}")
         if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
             raise ValueError(f"{path}: constants.{name}: expected a positive number, got {value!r}")
-    return builtin_constants(file_isa).with_free(**{k: float(v) for k, v in values.items()})
+    return builtin_constants(file_isa, toolchain).with_free(**{k: float(v) for k, v in values.items()})

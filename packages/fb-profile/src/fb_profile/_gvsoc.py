@@ -12,15 +12,19 @@ its tables.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fb_profile._toolchain import Toolchain, identify
 from fb_schema import LayerType, Target
 
 GVSOC_ISAS = {"xpulpv2": ("mixed-sw", "pulp-open"), "xpulpnn1": ("mixed-hw", "pulp-open-nn")}
@@ -69,6 +73,7 @@ class GvsocBackend:
     name: str = "gvsoc"
     version: str = "2"
     chunk: int = 1  # minutes per point: cache and report each one
+    _toolchain: Toolchain | None = None
 
     @classmethod
     def from_spec(cls, isa: str, **options: Any) -> GvsocBackend:
@@ -79,7 +84,8 @@ class GvsocBackend:
         if isa not in GVSOC_ISAS:
             raise ValueError(f"unknown ISA {isa!r} for the gvsoc backend; expected one of {', '.join(GVSOC_ISAS)}")
         defaults = {k: os.environ.get(v) for k, v in ENV.items()}
-        defaults["fb_deploy"] = os.environ.get("FB_DEPLOY") or "fb-deploy"
+        beside = Path(sys.executable).parent / "fb-deploy"  # installed with this interpreter (a venv not on PATH)
+        defaults["fb_deploy"] = os.environ.get("FB_DEPLOY") or (str(beside) if beside.is_file() else "fb-deploy")
         given = {k: v for k, v in options.items() if v is not None}
         unknown = set(given) - set(defaults) - {"work_dir", "timeout"}
         if unknown:
@@ -90,13 +96,34 @@ class GvsocBackend:
     def spec(self) -> str:
         return f"{self.name}:{self.isa}"
 
+    def toolchain_id(self) -> Toolchain:
+        """The compiler that builds the applications (``PULP_RISCV_GCC_TOOLCHAIN``; identified once)."""
+        if self._toolchain is None:
+            self._toolchain = identify(os.environ.get("PULP_RISCV_GCC_TOOLCHAIN"))
+        return self._toolchain
+
     def cache_params(self) -> dict[str, Any]:
-        toolchain = os.environ.get("PULP_RISCV_GCC_TOOLCHAIN")
-        return {"isa": self.isa, "dory_dir": self.dory_dir, "pulp_sdk": self.pulp_sdk, "toolchain": toolchain}
+        # Commits and compiler, not paths: two checkouts at the same commits share points, two compilers never do.
+        prov = self.provenance()
+        return {"isa": self.isa, "toolchain": prov["toolchain"]["version"], "profile": prov["toolchain"]["profile"],
+                "commits": prov["commits"]}  # fmt: skip
+
+    def provenance(self) -> dict[str, Any]:
+        """Commits of GVSOC, the PULP SDK, DORY and its kernel libraries, and the toolchain: what a table records."""
+        gvsoc = shutil.which("gvsoc")
+        roots = {"gvsoc": str(Path(gvsoc).resolve().parent) if gvsoc else None, "pulp-sdk": self.pulp_sdk,
+                 "dory": self.dory_dir}  # fmt: skip
+        if self.dory_dir:
+            for sub in ("pulp-nn", "pulp-nn-mixed"):
+                found = next((p for p in Path(self.dory_dir).rglob(sub) if (p / ".git").exists()), None)
+                roots[sub] = str(found) if found else None
+        commits = {name: git_head(path) for name, path in roots.items() if path}
+        return {"toolchain": self.toolchain_id().to_json(), "commits": commits,
+                "flow": GVSOC_ISAS[self.isa][0], "gvsoc_target": GVSOC_ISAS[self.isa][1]}  # fmt: skip
 
     def target(self, b_out: int, allowed_bits: tuple[int, ...]) -> Target:
         return Target(
-            f"gvsoc-{self.isa}",
+            f"gvsoc-{self.isa}-{self.toolchain_id().profile}",
             self.isa,
             8,
             65536,
@@ -154,14 +181,25 @@ class GvsocBackend:
                 f"gvsoc backend: RISC-V GCC not found (PULP_RISCV_GCC_TOOLCHAIN={toolchain!r} has no "
                 "bin/riscv32-unknown-elf-gcc): export it (the GVSOC kit's env.sh does)"
             )
+        self.toolchain_id()
 
-    def _run(self, step: str, cmd: list[str]) -> None:
+    def _run(self, step: str, cmd: list[str], deterministic: bool = False) -> None:
+        """Run one tool in its own session; on a timeout the whole session (make, the simulator) is killed.
+
+        A timeout of the simulation is a hang (GVSOC is deterministic), so it is a ``SimulationError`` when
+        ``deterministic``.
+        """
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout)
+            out, err = proc.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
-            raise RuntimeError(f"{step} timed out after {self.timeout:.0f} s") from None
+            _kill_session(proc)
+            error = SimulationError if deterministic else RuntimeError
+            raise error(f"{step} did not finish within {self.timeout:.0f} s (a hang, or raise --timeout)") from None
+        finally:
+            _kill_session(proc)  # a simulator left behind by a tool that gave up on it
         if proc.returncode != 0:
-            tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or [""]
+            tail = (err.strip() or out.strip()).splitlines()[-1:] or [""]
             raise RuntimeError(f"{step} failed (exit {proc.returncode}): {tail[0].removeprefix('Error: ')}")
 
     def latency(self, lt: LayerType, b_in: int, b_wt: int | None, b_out: int = 8) -> int:
@@ -172,8 +210,47 @@ class GvsocBackend:
             shutil.rmtree(root, ignore_errors=True)
             root.mkdir(parents=True)
             deploy = shutil.which(self.fb_deploy or "fb-deploy") or "fb-deploy"
-            self._run("fb-deploy layer", deploy_command(deploy, lt.key, b_in, b_wt, b_out, str(model)))
+            try:
+                self._run("fb-deploy layer", deploy_command(deploy, lt.key, b_in, b_wt, b_out, str(model)))
+            except RuntimeError as exc:  # fb-deploy refuses the point (e.g. channels DORY cannot pack): for good
+                raise NotDeployable(str(exc)) from None
             tools = {"dory_dir": self.dory_dir, "dory_python": self.dory_python, "pulp_sdk": self.pulp_sdk}
-            self._run("fb-deploy gvsoc", gvsoc_command(deploy, str(model), str(run), self.isa, tools))
+            # fb-deploy's own limit is set above ours, so that ours kills the whole session.
+            cmd = gvsoc_command(deploy, str(model), str(run), self.isa, tools) + ["--timeout", str(10 * self.timeout)]
+            try:
+                self._run("fb-deploy gvsoc", cmd, deterministic=True)
+            except SimulationError:
+                raise
+            except RuntimeError as exc:
+                if (run / "cycles.json").is_file():  # the run finished: a wrong or missing checksum
+                    raise SimulationError(str(exc).replace(f"{model} on ", "")) from None
+                raise
             info = json.loads((model / "layer.json").read_text()) if (model / "layer.json").is_file() else {}
             return layer_cycles(json.loads((run / "cycles.json").read_text()), info.get("dory_layer"))
+
+
+class SimulationError(RuntimeError):
+    """A wrong result or a hang on the simulator: deterministic, so the sweep does not retry it."""
+
+    retry = False
+
+
+class NotDeployable(RuntimeError):
+    """fb-deploy cannot build the one-layer network of this point (deterministic: not retried)."""
+
+    retry = False
+
+
+def _kill_session(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def git_head(path: str) -> str | None:
+    """The commit checked out at ``path`` (None if it is not a git checkout)."""
+    try:
+        proc = subprocess.run(["git", "-C", path, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30)
+    except OSError:
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None

@@ -59,7 +59,10 @@ def elementwise_compute(c: Constants, lt: LayerType, a: int, n: int, h: int, col
         return ceil(h * cols * n / c.n_cores) * c.add_elem + c.kernel_prologue
     if lt.op == "maxpool":  # one compare per window element, no requantization
         return ceil(h * cols * n / c.n_cores) * lt.kernel[0] * lt.kernel[1] * c.pool_elem + c.kernel_prologue
-    return ceil(n / c.n_cores) * (lt.in_h * lt.in_w * c.pool_elem + c.pool_out) + c.kernel_prologue
+    # pulp_nn_avgpool splits the *output rows* over the cores (i_y from start to stop): a global pool (one output
+    # row) runs on one core, every channel and window element in turn.
+    window = lt.kernel[0] * lt.kernel[1]
+    return ceil(h / c.n_cores) * cols * n * (window * c.pool_elem + c.pool_out) + c.kernel_prologue
 
 
 def tile_compute(c: Constants, lt: LayerType, a: int, w: int | None, o: int, n: int, h: int, cols: int) -> float:

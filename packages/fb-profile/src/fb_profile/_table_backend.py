@@ -36,10 +36,17 @@ class TableBackend:
     name: str = "table"
     version: str = "1"
     layer_types: dict[str, LayerType] = field(default_factory=dict)
+    source_target: str | None = None  # the imported table's own target name (e.g. gvsoc-xpulpv2-kit-gcc12)
+    source_provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def spec(self) -> str:
         return f"table:{self.path}"
+
+    def provenance(self) -> dict[str, Any]:
+        """The file the latencies come from, its measured target and that table's own provenance."""
+        return {"source": self.path, "source_sha256": self.digest, "source_target": self.source_target,
+                "source_provenance": self.source_provenance}  # fmt: skip
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> TableBackend:
@@ -62,7 +69,8 @@ class TableBackend:
             except SchemaError as exc:
                 raise ValueError(str(exc)) from None
             return cls(str(p), dict(table.entries), digest, table.target.isa, table.target.b_out,
-                       layer_types=dict(table.layer_types))  # fmt: skip
+                       layer_types=dict(table.layer_types), source_target=table.target.name,
+                       source_provenance=dict(table.provenance))  # fmt: skip
         if not isinstance(obj, list):
             raise ValueError(f"{p}: expected a latency table or a list of {{{', '.join(COLUMNS)}}} objects")
         points = {}

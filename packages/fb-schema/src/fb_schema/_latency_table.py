@@ -64,6 +64,8 @@ class LatencyTable:
     layer_types: dict[str, LayerType]
     entries: dict[tuple[str, int, int | None], int]
     failed: list[dict[str, Any]] = field(default_factory=list)
+    # How the table was made (tool commits, toolchain, date, command, timing); free-form, omitted when empty.
+    provenance: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def latency(self, key: str, p: Precision) -> int:
         """Cycles of ``key`` at ``p``; MissingLatencyError names the key and pair when absent."""
@@ -84,13 +86,16 @@ class LatencyTable:
             {"layer_type": k, "b_in": a, "b_wt": w, "latency": v}
             for (k, a, w), v in sorted(self.entries.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0))
         ]
-        return {
+        out = {
             "schema": LATENCY_TABLE_SCHEMA,
             "target": self.target.to_json(),
             "layer_types": {k: lt.to_json() for k, lt in self.layer_types.items()},
             "entries": entries,
             "failed": list(self.failed),
         }
+        if self.provenance:
+            out["provenance"] = dict(self.provenance)
+        return out
 
     def sha256(self) -> str:
         return sha256_of(self.to_json())
@@ -105,7 +110,7 @@ class LatencyTable:
     @classmethod
     def from_json(cls, obj: Any, source: str = "<latency-table>") -> LatencyTable:
         f = Fields(obj, source)
-        f.only({"schema", "target", "layer_types", "entries", "failed"})
+        f.only({"schema", "target", "layer_types", "entries", "failed", "provenance"})
         check_tag(f, LATENCY_TABLE_SCHEMA)
         target = _target(f)
         allowed = target.allowed_bits
@@ -128,7 +133,8 @@ class LatencyTable:
             _point(ff, layer_types, allowed)
             ff.get("error", str)
             failed.append(dict(item))
-        return cls(target, layer_types, entries, failed)
+        provenance = f.get("provenance", dict) if "provenance" in f.obj else {}
+        return cls(target, layer_types, entries, failed, provenance)
 
 
 def _point(f: Fields, layer_types: dict[str, LayerType], allowed: tuple[int, ...]) -> tuple[str, int, int | None]:
