@@ -97,6 +97,8 @@ def _integerize(qn: QuantizedNetwork, width: int, max_shift: int, precise: bool 
             layer = _pool_layer(lt, ins[0], out, common)
         elif node["op"] == "add":
             layer = _add_layer(ins, out, common)
+        elif node["op"] == "maxpool":
+            layer = _maxpool_layer(lt, ins[0], out, common)
         else:
             raise IntegerizationError(f"layer {name!r}: op {node['op']!r} is not supported by the DORY export")
         check_packing(layer)
@@ -250,6 +252,21 @@ def _pool_layer(lt, sin, sout, common) -> IntLayer:
     layer = IntLayer(**common, mul=np.array(m * ks, np.int64), add=np.array(add, np.int64), shift=d)
     layer.bounds = {"acc": sum_bound, "requant": worst}
     return layer
+
+
+def _maxpool_layer(lt, sin, sout, common) -> IntLayer:
+    """Max pooling passes its input integers through: input and output share one grid (no requantization, as
+    DORY's max-pool template has none). DORY pads with zeros, which is the identity only for unsigned inputs."""
+    name = common["name"]
+    if (sin["bits"], sin["signed"]) != (sout["bits"], sout["signed"]) or abs(
+        sin["scale"] - sout["scale"]
+    ) > 1e-12 * sin["scale"]:
+        raise IntegerizationError(f"layer {name!r}: a max pool's input and output must share one grid")
+    if any(lt.padding) and sin["signed"]:
+        raise IntegerizationError(
+            f"layer {name!r}: DORY pads max pooling with zeros; a padded max pool needs an unsigned input"
+        )
+    return IntLayer(**common)
 
 
 def _add_layer(ins, sout, common) -> IntLayer:

@@ -49,6 +49,11 @@ def run_layer(layer: IntLayer, xs: list[np.ndarray]) -> np.ndarray:
             for x, (m, a, s), signed in zip(xs, ((m1, a1, s1), (m2, a2, s2)), layer.in_signed)
         ]
         return np.clip(((t[0] + t[1]) * mo + ao) >> so, lo, hi)
+    if layer.op == "maxpool":
+        lt = layer.layer_type
+        t, l, b, r = lt.padding
+        x = np.pad(xs[0], ((0, 0), (t, b), (l, r), (0, 0)), constant_values=np.iinfo(np.int64).min)
+        return window_max(x, lt.kernel, lt.stride)
     if layer.op == "avgpool":
         lt = layer.layer_type
         ks = lt.kernel[0] * lt.kernel[1]
@@ -96,6 +101,18 @@ def window_sum(x: np.ndarray, kernel, stride) -> np.ndarray:
     for i in range(kh):
         for j in range(kw):
             out += x[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :]
+    return out
+
+
+def window_max(x: np.ndarray, kernel, stride) -> np.ndarray:
+    kh, kw = kernel
+    sh, sw = stride
+    n, h, w, c = x.shape
+    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    out = np.full((n, oh, ow, c), np.iinfo(np.int64).min, np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            out = np.maximum(out, x[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :])
     return out
 
 

@@ -244,9 +244,15 @@ def _batch_stats(model: nnx.Module, x: jax.Array) -> None:
 
 
 def calibrate(model: nnx.Module, x: np.ndarray) -> None:
-    """Set every activation threshold of a float model to the 99.9th percentile of its |input| on ``x``."""
+    """Set every activation threshold of a float model to the 99.9th percentile of its |input| on ``x``.
+
+    The input quantizer keeps the topology's input range (``calibrate_skip``)."""
     model.eval()
-    quants = [m for _, m in nnx.iter_modules(model) if isinstance(m, FloatQuant) and not m.is_weight]
+    quants = [
+        m
+        for _, m in nnx.iter_modules(model)
+        if isinstance(m, FloatQuant) and not m.is_weight and not getattr(m, "calibrate_skip", False)
+    ]
     for q in quants:
         q.calibrating = True
     try:

@@ -1,0 +1,24 @@
+"""Fixtures shared by several packages' tests: small ONNX classifiers written with ``onnx.helper``."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+_BUILDERS = Path(__file__).resolve().parents[1] / "examples" / "onnx_graphs.py"
+
+
+def _load_builders():
+    spec = importlib.util.spec_from_file_location("fb_test_onnx_builders", _BUILDERS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def onnx_nets():
+    """The ``examples/onnx_graphs.py`` module (ResNet-8, DS-CNN and max-pool graphs as ``onnx.ModelProto``)."""
+    pytest.importorskip("onnx")
+    return _load_builders()
