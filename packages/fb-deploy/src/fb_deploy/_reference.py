@@ -21,6 +21,20 @@ def run_reference(int_net: IntegerNetwork, x_uint8_nhwc: np.ndarray) -> np.ndarr
     return run_layers(int_net, x_uint8_nhwc)[int_net.output]
 
 
+def integer_logits(int_net: IntegerNetwork, x_real_nhwc: np.ndarray) -> np.ndarray:
+    """The integer network's logits in real units for real inputs: what a deployed network scores.
+
+    The inputs go onto the network's input grid as the fake-quant model rounds them
+    (:meth:`IntegerNetwork.quantize_input`, signed or unsigned), the integer network runs bit-exactly, and each
+    class's int32 accumulator is multiplied by the real value of its LSB (``logit_scale``).
+
+    Example:
+        >>> logits = integer_logits(int_net, images)  # doctest: +SKIP
+        >>> accuracy = (logits.argmax(-1) == labels).mean()  # doctest: +SKIP
+    """
+    return run_reference(int_net, int_net.quantize_input(x_real_nhwc)) * int_net.logit_scale
+
+
 def run_layers(int_net: IntegerNetwork, x_nhwc: np.ndarray) -> dict[str, np.ndarray]:
     """Every tensor of the network (int64, NHWC; the classifier output ``[N, classes]``)."""
     x = np.asarray(x_nhwc)
