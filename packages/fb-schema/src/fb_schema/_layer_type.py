@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 from fb_schema._errors import SchemaError
 from fb_schema._io import Fields
@@ -129,7 +129,7 @@ class LayerType:
     ) -> LayerType:
         """Max pooling (stride defaults to the kernel)."""
         k = _pair(kernel)
-        return cls("maxpool", h, w, ch, ch, k, k if stride is None else _pair(stride), tuple(padding))
+        return cls("maxpool", h, w, ch, ch, k, k if stride is None else _pair(stride), _padding(k, padding))
 
     @classmethod
     def linear(cls, in_features: int, out_features: int) -> LayerType:
@@ -220,9 +220,9 @@ class LayerType:
         m = _KEY_RE.match(key)
         if not m:
             raise ValueError(f"not a layer-type key: {key!r}")
-        g = {k: (v if k == "op" else int(v)) for k, v in m.groupdict().items()}
+        g = {k: int(v) for k, v in m.groupdict().items() if k != "op"}
         return cls(
-            g["op"],
+            m.group("op"),
             g["in_h"],
             g["in_w"],
             g["in_ch"],
@@ -241,7 +241,8 @@ def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
 def _padding(kernel: tuple[int, int], padding) -> tuple[int, int, int, int]:
     if padding is None:
         return (kernel[0] // 2, kernel[1] // 2, kernel[0] // 2, kernel[1] // 2)
-    return tuple(int(p) for p in padding)
+    # Any length passes through: LayerType's own check names a padding that is not 4 values.
+    return cast("tuple[int, int, int, int]", tuple(int(p) for p in padding))
 
 
 def parse_layer_types(f: Fields, name: str = "layer_types") -> dict[str, LayerType]:

@@ -94,7 +94,7 @@ def validate(doc: Any, source: str, npz_path: str | os.PathLike) -> None:
     if len(f.get("config_sha256", str)) != 64:
         raise f.error("config_sha256", "a sha256 hex digest (64 characters)")
 
-    def need(field_owner: Fields, name: str, shape: tuple[int, ...]) -> None:
+    def need(field_owner: Fields, name: str, shape: tuple[int | None, ...] | None) -> None:
         key = field_owner.get(name, str)
         if key not in shapes:
             raise field_owner.error(name, f"a key of {Path(npz_path).name}, {key!r} is missing")
@@ -102,7 +102,7 @@ def validate(doc: Any, source: str, npz_path: str | os.PathLike) -> None:
         if not (isinstance(descr, str) and len(descr) > 1 and descr[1] in "fiu"):
             raise field_owner.error(name, f"a numeric npz array {key!r} (float or integer), got dtype {descr!r}")
         if shapes[key] != shape:
-            raise field_owner.error(name, f"npz array {key!r} of shape {list(shape)}, got {list(shapes[key])}")
+            raise field_owner.error(name, f"npz array {key!r} of shape {list(shape or ())}, got {list(shapes[key])}")
 
     inp = f.sub("input")
     inp.only({"tensor", "shape_nhwc", "bits", "signed", "scale", "range"})

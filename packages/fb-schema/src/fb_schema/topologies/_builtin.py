@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fb_schema.topologies._topology import Topology, _Builder
 
 
@@ -141,7 +143,12 @@ def mobilenetv2(width: float = 1.0, resolution: int = 224, num_classes: int = 10
     )
 
 
-BUILTIN = {"digitsnet": digitsnet, "tinynet": tinynet, "mobilenetv1": mobilenetv1, "mobilenetv2": mobilenetv2}
+BUILTIN: dict[str, Callable[..., Topology]] = {
+    "digitsnet": digitsnet,
+    "tinynet": tinynet,
+    "mobilenetv1": mobilenetv1,
+    "mobilenetv2": mobilenetv2,
+}
 
 
 def get_topology(name: str, **params) -> Topology:
