@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 import pytest
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 
 from fbpipe.config import load_config  # noqa: E402
