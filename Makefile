@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PACKAGES := $(sort $(wildcard packages/*))
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo demo-gvsoc clean
+.PHONY: venv test lint demo demo-gvsoc clean test-fast
 
 venv: $(STAMP)
 
@@ -20,8 +20,12 @@ $(STAMP): $(wildcard packages/*/pyproject.toml) requirements-dev.txt Makefile
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy packages/fb-schema/src/fb_schema packages/fb-heuristic/src/fb_heuristic
 
-test: lint
+test: lint  # the whole suite, slow tests included
+	$(BIN)/python -m pytest -m "slow or not slow"
+
+test-fast: venv  # the edit-test loop: everything not marked slow (plain `pytest` does the same)
 	$(BIN)/python -m pytest
 
 demo: venv

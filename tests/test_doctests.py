@@ -3,11 +3,9 @@
 import doctest
 import importlib
 import pkgutil
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 
 def _modules():

@@ -7,8 +7,8 @@ import ast
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = sorted(p for src in ROOT.glob("packages/*/src") for p in src.iterdir() if (p / "__init__.py").exists())
 NAMES = {p.name for p in PACKAGES}
 

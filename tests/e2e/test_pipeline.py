@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from fb_heuristic import network_latency
 from fb_schema import LatencyTable, NetConfig
 
-ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 
 from fbpipe import pipeline  # noqa: E402

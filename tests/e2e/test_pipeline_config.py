@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 import pytest
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 
 from fbpipe.config import load_config  # noqa: E402
@@ -57,6 +57,35 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path):
     assert "network mobilenetv2 (64 layers, 37 layer types)" in result.stdout
     assert "Bayesian Bits: variants ['orig', 'locked'] × μ [0.0, 0.05, 0.1, 0.18, 0.3] = 10 runs" in result.stdout
     assert not out.exists()
+
+
+def test_user_network_data_and_recipe_files_relative_to_the_config(tmp_path):
+    import numpy as np
+
+    from fb_schema.topologies import load_topology, save_topology
+
+    save_topology(load_topology(ROOT / "examples" / "dscnn.topology.json"), tmp_path / "net.json")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-2, 2, (40, 1, 49, 10)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x_train=x[:32], y_train=rng.integers(0, 12, 32), x_val=x[32:],
+             y_val=rng.integers(0, 12, 8))  # fmt: skip
+    (tmp_path / "recipe.py").write_text("FLOAT_STEPS = 7\n")
+    body = ('{"name": "mine", "network": "net.json", "data": "d.npz", "data_layout": "nchw", '
+            '"recipe": "recipe.py", "input_range": (-2.0, 2.0)}')  # fmt: skip
+    cfg = load_config(_write(tmp_path, body))
+    assert cfg.network == str(tmp_path / "net.json") and cfg.recipe == str(tmp_path / "recipe.py")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "freebits.py"), str(tmp_path / "cfg.py"), "--dry-run"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "network dscnn (" in result.stdout and "range [-2, 2]; data checked: 32 train / 8 val" in result.stdout
+    bad = _write(tmp_path, body.replace("(-2.0, 2.0)", "(0.0, 1.0)"))
+    failed = subprocess.run([sys.executable, str(ROOT / "tools" / "freebits.py"), str(bad), "--dry-run"],
+                            capture_output=True, text=True)  # fmt: skip
+    assert failed.returncode != 0 and "outside dscnn's input range [0, 1]" in failed.stderr
+    assert len(failed.stderr.strip().splitlines()) == 1
+    with pytest.raises(click.ClickException, match="data: no such file"):
+        load_config(_write(tmp_path, '{"name": "x", "data": "absent.npz"}'))
 
 
 def test_measured_demo_reads_the_committed_gvsoc_tables():

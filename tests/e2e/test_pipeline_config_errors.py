@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from conftest import ROOT
 
 CASES = {
     "syntax error": ("def get_config(:\n    return {}\n", "line 1: invalid syntax"),

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import click
 import pytest
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 
 from fbpipe import gvsoc  # noqa: E402

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import GOLDEN, ROOT
 
 from fb_deploy._cli import main as deploy
 from fb_heuristic._cli import main as heuristic
@@ -16,9 +17,6 @@ from fb_profile._cli import main as profile
 from fb_schema import NetConfig
 from fb_schema.topologies import get_topology
 from fb_search._cli import main as search
-
-ROOT = Path(__file__).resolve().parents[2]
-GOLDEN = ROOT / "tests" / "fixtures" / "golden_tinynet.json"
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,11 @@ import itertools
 from pathlib import Path
 
 import pytest
+from conftest import GOLDEN
 
 from fb_deploy import export_dory, integerize, random_quantized_network
 from fb_schema import NetConfig, Precision, QuantizedNetwork
 from fb_schema.topologies import digitsnet, mobilenetv1, mobilenetv2
-
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "tests" / "fixtures"
-DORY_FIXTURES = FIXTURES / "dory"
-GOLDEN = FIXTURES / "golden_tinynet.json"
 
 # Cycles through sub-byte pairs so every network mixes 2/4/8-bit inputs and weights.
 MIXED = [(2, 4), (4, 2), (8, 4), (4, 8), (2, 2), (8, 2), (4, 4)]

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from conftest import DORY_FIXTURES, SHARED_DORY
 from onnx import helper, numpy_helper
 
 from fb_deploy import check_model, errors
-
-ROOT = Path(__file__).resolve().parents[2]
-DORY_FIXTURES = ROOT / "tests" / "fixtures" / "dory"
-SHARED_DORY = ROOT.parent / "shared" / "fixtures" / "dory"
 
 REJECTED = {
     "t_opset11": "clip-attributes",

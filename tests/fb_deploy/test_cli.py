@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from click.testing import CliRunner
+from conftest import GOLDEN, ROOT
 
 from fb_deploy._cli import main
 
-ROOT = Path(__file__).resolve().parents[2]
-GOLDEN = ROOT / "tests" / "fixtures" / "golden_tinynet.json"
 REJECTED = ROOT / "tests" / "fixtures" / "dory" / "rejected"
 
 

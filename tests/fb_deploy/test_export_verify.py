@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from conftest import GOLDEN, ROOT
 
 from fb_deploy import (
     IntegerNetwork,
@@ -27,9 +27,7 @@ from fb_deploy._verify import run_twin, twin_session
 from fb_schema import NetConfig, Precision
 from fb_schema.topologies import mobilenetv1
 
-ROOT = Path(__file__).resolve().parents[2]
 T_RES = ROOT / "tests" / "fixtures" / "dory" / "accepted" / "t_res"
-GOLDEN = ROOT / "tests" / "fixtures" / "golden_tinynet.json"
 
 
 def test_golden_export_structure(golden_dir):

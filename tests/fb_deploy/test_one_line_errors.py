@@ -10,13 +10,12 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
+from conftest import GOLDEN
 from onnx import helper
 
 from fb_deploy import IntegerNetwork, export_dory, integerize
 from fb_deploy._cli import main
 from fb_schema import QuantizedNetwork, SchemaError
-
-GOLDEN = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "golden_tinynet.json"
 
 
 def invoke(*args) -> object:

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import onnx
 from click.testing import CliRunner
+from conftest import GOLDEN
 
 from fb_deploy import IntegerNetwork, build_qdq_model, compare_qdq, integerize
 from fb_deploy._cli import main
-
-ROOT = Path(__file__).resolve().parents[2]
-GOLDEN = ROOT / "tests" / "fixtures" / "golden_tinynet.json"
 
 
 def test_golden_qdq_model(golden_qn):

@@ -16,13 +16,12 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
+from conftest import GOLDEN
 from onnx import helper, numpy_helper
 
 from fb_deploy import DeployError, IntegerizationError, check_model, errors, export_dory, integerize, verify
 from fb_deploy._cli import main
 from fb_schema import QuantizedNetwork
-
-GOLDEN = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "golden_tinynet.json"
 
 
 def tampered(tmp_path: Path, key: str, edit, name: str = "net") -> Path:

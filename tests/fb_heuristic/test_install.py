@@ -6,7 +6,8 @@ import subprocess
 import venv
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from conftest import ROOT
+
 HEAVY = {"numpy", "jax", "jaxlib", "flax", "tensorflow", "onnx", "torch"}
 
 

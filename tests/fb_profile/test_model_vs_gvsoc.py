@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from conftest import ROOT
+
 sys.path.insert(0, str(ROOT / "tools"))
 
 import model_vs_gvsoc as mvg  # noqa: E402

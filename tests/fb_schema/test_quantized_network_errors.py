@@ -2,13 +2,12 @@
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
+from conftest import FIXTURES
 
 from fb_schema import QuantizedNetwork, SchemaError
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CONV = "conv2d_8x8x1_o8_k3x3_s1x1_p1.1.1.1_g1"
 
 

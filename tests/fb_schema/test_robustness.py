@@ -4,13 +4,11 @@ import json
 import math
 import os
 import shutil
-from pathlib import Path
 
 import pytest
+from conftest import FIXTURES
 
 from fb_schema import QuantizedNetwork, write_json
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 @pytest.fixture

@@ -1,14 +1,12 @@
 """One test per SchemaError case: each message reads "<file>: <field.path>: <expected>"."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from fb_schema import LatencyTable, NetConfig, Target
 from fb_schema.topologies import tinynet
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CONV = "conv2d_8x8x1_o8_k3x3_s1x1_p1.1.1.1_g1"
 DW = "depthwise_conv2d_8x8x8_o8_k3x3_s1x1_p1.1.1.1_g8"
 ADD = "add_8x8x8_o8_k1x1_s1x1_p0.0.0.0_g1"

@@ -4,9 +4,9 @@ import dataclasses
 import hashlib
 import json
 import shutil
-from pathlib import Path
 
 import pytest
+from conftest import FIXTURES
 
 from fb_schema import (
     LATENCY_TABLE_SCHEMA,
@@ -23,8 +23,6 @@ from fb_schema import (
     write_atomic,
 )
 from fb_schema.topologies import digitsnet, mobilenetv2, tinynet
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def _config():

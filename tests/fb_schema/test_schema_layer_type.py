@@ -129,7 +129,7 @@ def test_configurable_ops():
         (("linear", 1, 1, 8, 10, (1, 1), (1, 1), (0, 1, 0, 0)), "op"),
         (("linear", 1, 1, 8, 10, (1, 1), (1, 1), (0, 0, 0, 0), 2), "groups"),
         (("add", 4, 4, 8, 16), "out_ch"),
-        (("maxpool", 4, 4, 8, 8), "op"),
+        (("lstm", 4, 4, 8, 8), "op"),
         (("conv2d", 0, 4, 8, 8), "in_h"),
         (("conv2d", 4, 4, 8, 8, (5, 5)), "kernel"),  # kernel larger than the unpadded input
         (("conv2d", 4, 4, 8, 8, (1, 1), (0, 1)), "stride"),

@@ -1,16 +1,14 @@
 """Shared fixtures: the digits pipeline is trained once per test session (float, a mu sweep per variant, an
 8b/8b fine-tune), and a numpy reference forward of QuantizedNetwork artifacts."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import GOLDEN
 
 import fb_search
 from fb_schema import ADDER_BITS, QuantizedNetwork, grid, residual_add_step
 
 MUS = (0.0, 0.01, 0.03, 0.1)
-GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden_tinynet.json"
 
 
 @pytest.fixture(scope="session")

@@ -7,11 +7,10 @@ import re
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 420  # both processes compile on a shared CPU; killed (never left running) beyond this
 
 CHILD = """

@@ -58,7 +58,7 @@ def _check_targets(cfg: PipelineConfig, fail) -> None:
 
 
 def _check_search(cfg: PipelineConfig, fail) -> None:
-    from fb_schema.topologies import get_topology
+    from fb_schema.topologies import resolve_topology
     from fb_search.recipes import get_recipe
 
     try:
@@ -66,18 +66,21 @@ def _check_search(cfg: PipelineConfig, fail) -> None:
     except ValueError as exc:
         fail("recipe", str(exc))
     try:
-        get_topology(cfg.network, **cfg.network_params)
+        resolve_topology(cfg.network, **cfg.network_params)
     except (ValueError, KeyError, TypeError) as exc:
         fail("network", str(exc).strip("'\""))
 
 
 def load_data(cfg: PipelineConfig, source: str, missing_ok: bool = False):
-    """The config's data set (``fb_search.get_data``); an unknown one is a one-line error, and so is a known one
-    that is not prepared, unless ``missing_ok`` (a dry run may plan before the data is prepared): then the
-    error message is returned instead of the data."""
+    """The config's data set (``fb_search.get_data``, or a user FILE.npz read and validated by
+    ``fb_search.load_npz_data``); an unknown or malformed one is a one-line error, and so is a known one that is
+    not prepared, unless ``missing_ok`` (a dry run may plan before the data is prepared): then the error message
+    is returned instead of the data."""
     import fb_search
 
     try:
+        if cfg.data.endswith(".npz"):
+            return fb_search.load_npz_data(cfg.data, cfg.data_layout)
         return fb_search.get_data(cfg.data)
     except ValueError as exc:
         raise click.ClickException(f"{source}: data: {str(exc).splitlines()[0]}") from None

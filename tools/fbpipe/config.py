@@ -17,10 +17,12 @@ class PipelineConfig:
     """Everything one run needs; every field has the meaning documented in ``configs/demo.py``."""
 
     name: str
-    network: str = "digitsnet"
+    network: str = "digitsnet"  # a built-in network or a topology file (relative to the config)
     network_params: dict[str, Any] = field(default_factory=dict)
-    data: str = "digits"
-    recipe: str = "digits"  # fb-search recipe (optimizers, schedules, defaults for steps left at None)
+    data: str = "digits"  # digits | cifar10 | imagenet2012 | FILE.npz (relative to the config)
+    data_layout: str = "nhwc"  # layout of a FILE.npz
+    input_range: tuple[float, ...] = ()  # (lo, hi) of the input quantizer; () = the network's, or the data's
+    recipe: str = "digits"  # fb-search recipe name, or a recipe FILE.py (relative to the config)
     seed: int = 0
     float_steps: int = 600
     search_steps: int = 300
@@ -70,6 +72,17 @@ def load_config(path: str | Path) -> PipelineConfig:
             raise click.ClickException(f"{path}: {key}: expected a dict of topology parameters, got {value!r}")
         elif isinstance(default, (int, float)) and not isinstance(value, (int, float)) and value is not None:
             raise click.ClickException(f"{path}: {key}: expected a number, got {value!r}")
+    for key, suffixes in (("network", (".json",)), ("data", (".npz",)), ("recipe", (".py",))):
+        value = raw.get(key)
+        if isinstance(value, str) and value.endswith(suffixes) and not Path(value).is_absolute():
+            raw[key] = str((path.parent / value).resolve())
+            if not Path(raw[key]).is_file():
+                raise click.ClickException(f"{path}: {key}: no such file {raw[key]}")
+    if raw.get("data_layout", "nhwc") not in ("nhwc", "nchw"):
+        raise click.ClickException(f"{path}: data_layout: expected 'nhwc' or 'nchw', got {raw['data_layout']!r}")
+    rng = tuple(raw.get("input_range", ()))
+    if rng and not (len(rng) == 2 and rng[0] < rng[1] and rng[1] > 0):
+        raise click.ClickException(f"{path}: input_range: expected (lo, hi) with lo < hi and hi > 0, got {rng!r}")
     cfg = PipelineConfig(**raw)
     _check_network(path, cfg)
     for target in cfg.targets:
@@ -107,10 +120,10 @@ def _run_config_file(path: Path) -> dict[str, Any]:
 
 
 def _check_network(path: Path, cfg: PipelineConfig) -> None:
-    """The network must be a built-in topology that takes the given parameters."""
-    from fb_schema.topologies import get_topology
+    """The network must be a built-in topology that takes the given parameters, or a valid topology file."""
+    from fb_schema.topologies import resolve_topology
 
     try:
-        get_topology(cfg.network, **cfg.network_params)
+        resolve_topology(cfg.network, **cfg.network_params)
     except (ValueError, TypeError) as exc:
         raise click.ClickException(f"{path}: network: {exc}") from None

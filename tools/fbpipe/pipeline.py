@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from fb_schema import NetConfig, read_json, write_json
-from fb_schema.topologies import get_topology
 from fbpipe import gvsoc, report, stages
 from fbpipe.checks import check_config, load_data
 from fbpipe.config import PipelineConfig
@@ -28,16 +27,21 @@ STAGES = (
 
 
 def plan(cfg: PipelineConfig, out: Path, source: str | None = None) -> str:
-    """The plan of a run, after checking every value of the config and opening its data set."""
+    """The plan of a run, after checking every value of the config and opening its data set (a user FILE.npz is
+    read and checked against the network)."""
     source = source or f"config {cfg.name!r}"
     check_config(cfg, source)
     data = load_data(cfg, source, missing_ok=True)
-    topo = get_topology(cfg.network, **cfg.network_params)
+    topo = network_for(cfg, None if isinstance(data, str) else data, source)
     n_bb = len(cfg.variants) * len(cfg.mus)
+    name = cfg.network if topo.name == cfg.network else f"{topo.name} ({cfg.network})"
+    lo, hi = topo.input_range
     lines = [
         f"run {cfg.name!r} → {out}",
-        f"network {cfg.network} ({len(topo.layers)} layers, "
+        f"network {name} ({len(topo.layers)} layers, "
         f"{len(topo.layer_types())} layer types), data {cfg.data}, seed {cfg.seed}",
+        f"input {topo.input_shape} range [{lo:g}, {hi:g}]"
+        + (f"; data checked: {len(data.train_x)} train / {len(data.val_x)} val images" if _in_memory(data) else ""),
         f"1. float training: {_steps(cfg.float_steps)} (recipe {cfg.recipe})",
         f"2. latency tables: {', '.join(cfg.targets)} × {len(cfg.allowed_bits) ** 2} pairs",
         f"3. Bayesian Bits: variants {list(cfg.variants)} × μ {list(cfg.mus)} = {n_bb} runs of "
@@ -66,15 +70,30 @@ def plan(cfg: PipelineConfig, out: Path, source: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _in_memory(data) -> bool:
+    return getattr(data, "train_x", None) is not None and not isinstance(data, str)
+
+
 def _steps(n: int | None) -> str:
     return "the recipe's steps" if n is None else f"{n} steps"
+
+
+def network_for(cfg: PipelineConfig, data, source: str):
+    """The config's network with its input range, checked against the data (a one-line error naming the config)."""
+    from fbpipe.run import network_of
+
+    try:
+        return network_of(cfg, data)
+    except ValueError as exc:
+        raise click.ClickException(f"{source}: data: {exc}") from None
 
 
 def run_pipeline(cfg: PipelineConfig, out: Path, progress: bool = True, source: str | None = None) -> Path:
     source = source or f"config {cfg.name!r}"
     check_config(cfg, source)  # before anything is trained or written
     data = load_data(cfg, source)
-    run = Run(cfg, out, progress=progress)
+    network_for(cfg, data, source)
+    run = Run(cfg, out, data, progress=progress)
     n = len(STAGES)
     with run.stage(1, n, STAGES[0]):
         float_ckpt = stages.train_float(run, data)

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from fb_schema import LatencyTable, NetConfig
-from fb_schema.topologies import get_topology
+from fb_schema.topologies import resolve_topology
 from fbpipe.config import PipelineConfig
 from fbpipe.records import Records
 
@@ -30,15 +30,32 @@ class Candidate:
         return NetConfig.load(self.path, allowed)
 
 
+def network_of(cfg: PipelineConfig, data=None):
+    """The config's network (built-in or topology file) with its input range: the config's ``input_range``,
+    else (for a user FILE.npz) the data's, else the network's own; checked against the data."""
+    import dataclasses
+
+    import fb_search
+
+    topology = resolve_topology(cfg.network, **cfg.network_params)
+    rng = tuple(cfg.input_range) or (fb_search.data_range(data) if cfg.data.endswith(".npz") and data else ())
+    if rng and tuple(rng) != topology.input_range:
+        topology = dataclasses.replace(topology, input_range=tuple(float(v) for v in rng))
+    if data is not None:
+        fb_search.check_data(topology, data)
+    return topology
+
+
 @dataclass
 class Run:
     cfg: PipelineConfig
     out: Path
+    data: Any = None
     timings: dict[str, float] = field(default_factory=dict)
     progress: bool = True
 
     def __post_init__(self) -> None:
-        self.topology = get_topology(self.cfg.network, **self.cfg.network_params)
+        self.topology = network_of(self.cfg, self.data)
         for sub in ("configs", "tables", "checkpoints", "finetune", "deploy"):
             (self.out / sub).mkdir(parents=True, exist_ok=True)
         self.records = Records(self.out, click.echo)

@@ -344,7 +344,7 @@ def _deploy_one(run: Run, data, info: dict, out_dir: Path) -> dict:
     errors = fb_deploy.errors(fb_deploy.check_model(out_dir / "model.onnx"))
     report = fb_deploy.verify(out_dir)
     tuned = NetConfig.load(run.path(info["config"]), run.cfg.allowed_bits)
-    acc, agree = integer_accuracy(int_net, qn, tuned, str(run.path(info["checkpoint"])), data)
+    acc, agree = integer_accuracy(int_net, tuned, str(run.path(info["checkpoint"])), data)
     return {
         "check_errors": [str(e) for e in errors],
         "verified": bool(report.ok),
@@ -354,21 +354,12 @@ def _deploy_one(run: Run, data, info: dict, out_dir: Path) -> dict:
     }
 
 
-def integer_accuracy(int_net, qn: QuantizedNetwork, config: NetConfig, checkpoint: str, data) -> tuple[float, int]:
+def integer_accuracy(int_net, config: NetConfig, checkpoint: str, data) -> tuple[float, int]:
     """Integer-model accuracy on the validation set, and how often its argmax differs from the fake-quant model."""
     images, labels = data.val_x, data.val_y
-    x = np.clip(np.round(images / qn.input["scale"]), 0, 2 ** qn.input["bits"] - 1).astype(np.int64)
-    pred = real_logits(qn, np.asarray(fb_deploy.run_reference(int_net, x))).argmax(-1)
+    pred = fb_deploy.integer_logits(int_net, images).argmax(-1)
     fake_quant = fake_quant_logits(config, checkpoint, images).argmax(-1)
     return float((pred == labels).mean()), int((pred != fake_quant).sum())
-
-
-def real_logits(qn: QuantizedNetwork, acc: np.ndarray) -> np.ndarray:
-    """The classifier's int32 accumulators in real units: per class, times input step and weight step."""
-    head = qn.nodes[-1]
-    with np.load(qn.npz_path) as arrays:
-        w_step = arrays[head["w_quant"]["scale"]].astype(np.float64)
-    return acc * qn.tensors[head["inputs"][0]]["scale"] * w_step
 
 
 def fake_quant_logits(config: NetConfig, checkpoint: str, images) -> np.ndarray:

@@ -18,7 +18,7 @@ from fb_deploy._integerize import integerize
 from fb_deploy._memory import LayerMemory, l2_report
 from fb_deploy._qdq import build_qdq_model, compare_qdq, export_qdq
 from fb_deploy._random import random_quantized_network, tensor_bits
-from fb_deploy._reference import run_layers, run_reference
+from fb_deploy._reference import integer_logits, run_layers, run_reference
 from fb_deploy._single_layer import single_layer_network
 from fb_deploy._verify import VerifyReport, verify
 
@@ -55,6 +55,7 @@ __all__ = [
     "errors",
     "export_dory",
     "grid",
+    "integer_logits",
     "integerize",
     "l2_report",
     "layer_agreement",

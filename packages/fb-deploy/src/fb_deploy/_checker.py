@@ -1,4 +1,5 @@
-"""The DORY model checker: dory_format.md section 3's hard rules, one by one, each naming the rule and the node.
+"""The DORY model checker: the hard rules of DORY's QuantLab frontend and PULP backend, one by one, each
+naming the rule and the node.
 
 Errors are what makes DORY fail (often cryptically, sometimes by exiting 0 without output) or silently compute
 something other than the graph says; warnings are recommendations. Rule ids are stable (used by tests and CLI).

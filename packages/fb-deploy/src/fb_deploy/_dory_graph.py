@@ -1,8 +1,9 @@
 """Reading a DORY-format (QuantLab frontend) ONNX model back into its fused layers, as DORY itself sees them.
 
-Shared by the checker (precision propagation, channel packing, L2 estimate) and the ONNX Runtime twin. The
-rules follow dory_format.md sections 3.1-3.7: neglected ops are skipped, a ``Mul -> Add -> Div -> Floor ->
-Clip`` chain fuses into the preceding layer, a residual ``Add`` carries its requantization in attributes.
+Shared by the checker (precision propagation, channel packing, L2 estimate) and the ONNX Runtime twin. The rules
+follow DORY's QuantLab frontend (``Parser.py``, ``Pattern_rewriter.py``, ``rules.json``): neglected ops are skipped,
+a ``Mul -> Add -> Div -> Floor -> Clip`` chain fuses into the preceding layer, a residual ``Add`` carries its
+requantization in attributes.
 """
 
 from __future__ import annotations

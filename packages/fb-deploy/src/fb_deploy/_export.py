@@ -1,8 +1,10 @@
-"""DORY-format ONNX export (QuantLab frontend, dory_format.md sections 3-4) with config and golden files.
+"""DORY-format ONNX export (DORY's QuantLab frontend, as QuantLab's ``export_net`` writes it) with config and
+golden files.
 
 Per layer: ``Conv``/``Gemm`` with explicit attributes and ``weight_bits``, then ``Mul -> Add -> Div -> Floor ->
 Clip`` with per-channel ``[C,1,1]`` constants and ``out_bits``; ``GlobalAveragePool``/``AveragePool`` with a
-scalar requant chain; residual ``Add`` with its integer attributes and ``add_bits``; ``Flatten -> Gemm`` head
+scalar requant chain; ``MaxPool`` without one (its input and output share a grid); residual ``Add`` with its
+integer attributes and ``add_bits``; ``Flatten -> Gemm`` head
 with an int32 output. Opset 10, node outputs named ``"1"``, ``"2"``, ... in node order.
 """
 
@@ -124,6 +126,8 @@ def build_dory_model(int_net: IntegerNetwork) -> onnx.ModelProto:
             y = b.node("Gemm", inputs, alpha=1.0, beta=1.0, transB=0, weight_bits=layer.w_bits, bias_bits=32)
             if layer.mul is not None:
                 y = b.requant(y, layer.name, layer, (lt.out_ch,), int_net.requant_bits)
+        elif layer.op == "maxpool":
+            y = b.node("MaxPool", [x[0]], kernel_shape=list(lt.kernel), strides=list(lt.stride), pads=list(lt.padding))
         elif layer.op == "avgpool":
             if tuple(lt.kernel) == (lt.in_h, lt.in_w):
                 y = b.node("GlobalAveragePool", [x[0]])

@@ -1,7 +1,7 @@
 """Integerization of a QuantizedNetwork: fold BN and every real scale into integer requantization.
 
 For a conv/linear with input step ``s_in``, per-channel weight step ``s_w``, BN ``(gamma, beta, mean, var)``
-and output step ``s_out`` (QuantLab's ``IntegerizePACTNetPass``, reference bayesian_bits.md section 8):
+and output step ``s_out`` (QuantLab's ``IntegerizePACTNetPass`` and quantlib's ``RequantShift``):
 
     g = gamma / sqrt(var + eps),   b~ = beta - mean * g (+ g * bias)
     mul = round(2^d * g * s_in * s_w / s_out),   add = round(2^d * (b~ / s_out + 1/2))
@@ -97,6 +97,8 @@ def _integerize(qn: QuantizedNetwork, width: int, max_shift: int, precise: bool 
             layer = _pool_layer(lt, ins[0], out, common)
         elif node["op"] == "add":
             layer = _add_layer(ins, out, common)
+        elif node["op"] == "maxpool":
+            layer = _maxpool_layer(lt, ins[0], out, common)
         else:
             raise IntegerizationError(f"layer {name!r}: op {node['op']!r} is not supported by the DORY export")
         check_packing(layer)
@@ -252,6 +254,21 @@ def _pool_layer(lt, sin, sout, common) -> IntLayer:
     return layer
 
 
+def _maxpool_layer(lt, sin, sout, common) -> IntLayer:
+    """Max pooling passes its input integers through: input and output share one grid (no requantization, as
+    DORY's max-pool template has none). DORY pads with zeros, which is the identity only for unsigned inputs."""
+    name = common["name"]
+    if (sin["bits"], sin["signed"]) != (sout["bits"], sout["signed"]) or abs(
+        sin["scale"] - sout["scale"]
+    ) > 1e-12 * sin["scale"]:
+        raise IntegerizationError(f"layer {name!r}: a max pool's input and output must share one grid")
+    if any(lt.padding) and sin["signed"]:
+        raise IntegerizationError(
+            f"layer {name!r}: DORY pads max pooling with zeros; a padded max pool needs an unsigned input"
+        )
+    return IntLayer(**common)
+
+
 def _add_layer(ins, sout, common) -> IntLayer:
     """Residual add: each input is requantized to a common 8-bit step ``s_c``, summed, then requantized.
 
@@ -292,7 +309,7 @@ def packing_multiple(*bits: int) -> int:
 
 
 def check_packing(layer: IntLayer) -> None:
-    """Reject channel counts that DORY's tiler and weight packing cannot run (dory_format.md section 3.8)."""
+    """Reject channel counts that DORY's tiler and weight packing cannot run (8/bits values share a byte)."""
     lt = layer.layer_type
     out_bits = (layer.out_bits,) if layer.out_bits <= 8 else ()
     w_bits = (layer.w_bits,) if layer.w_bits else ()

@@ -21,6 +21,20 @@ def run_reference(int_net: IntegerNetwork, x_uint8_nhwc: np.ndarray) -> np.ndarr
     return run_layers(int_net, x_uint8_nhwc)[int_net.output]
 
 
+def integer_logits(int_net: IntegerNetwork, x_real_nhwc: np.ndarray) -> np.ndarray:
+    """The integer network's logits in real units for real inputs: what a deployed network scores.
+
+    The inputs go onto the network's input grid as the fake-quant model rounds them
+    (:meth:`IntegerNetwork.quantize_input`, signed or unsigned), the integer network runs bit-exactly, and each
+    class's int32 accumulator is multiplied by the real value of its LSB (``logit_scale``).
+
+    Example:
+        >>> logits = integer_logits(int_net, images)  # doctest: +SKIP
+        >>> accuracy = (logits.argmax(-1) == labels).mean()  # doctest: +SKIP
+    """
+    return run_reference(int_net, int_net.quantize_input(x_real_nhwc)) * int_net.logit_scale
+
+
 def run_layers(int_net: IntegerNetwork, x_nhwc: np.ndarray) -> dict[str, np.ndarray]:
     """Every tensor of the network (int64, NHWC; the classifier output ``[N, classes]``)."""
     x = np.asarray(x_nhwc)
@@ -49,6 +63,11 @@ def run_layer(layer: IntLayer, xs: list[np.ndarray]) -> np.ndarray:
             for x, (m, a, s), signed in zip(xs, ((m1, a1, s1), (m2, a2, s2)), layer.in_signed)
         ]
         return np.clip(((t[0] + t[1]) * mo + ao) >> so, lo, hi)
+    if layer.op == "maxpool":
+        lt = layer.layer_type
+        t, l, b, r = lt.padding
+        x = np.pad(xs[0], ((0, 0), (t, b), (l, r), (0, 0)), constant_values=np.iinfo(np.int64).min)
+        return window_max(x, lt.kernel, lt.stride)
     if layer.op == "avgpool":
         lt = layer.layer_type
         ks = lt.kernel[0] * lt.kernel[1]
@@ -96,6 +115,18 @@ def window_sum(x: np.ndarray, kernel, stride) -> np.ndarray:
     for i in range(kh):
         for j in range(kw):
             out += x[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :]
+    return out
+
+
+def window_max(x: np.ndarray, kernel, stride) -> np.ndarray:
+    kh, kw = kernel
+    sh, sw = stride
+    n, h, w, c = x.shape
+    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    out = np.full((n, oh, ow, c), np.iinfo(np.int64).min, np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            out = np.maximum(out, x[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :])
     return out
 
 

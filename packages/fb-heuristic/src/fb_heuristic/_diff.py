@@ -53,16 +53,18 @@ def format_diff(rows: list[LayerDiff], only_changed: bool = False) -> str:
     width = max([len(r.name) for r in shown] + [5])
     lines = [f"{'layer':<{width}}  {'before':>7}  {'after':>7}  {'cycles before':>13}  {'cycles after':>12}  {'Δ':>8}"]
     for r in shown:
-        if r.latency_before is None:
+        if r.latency_before is None or r.latency_after is None:
             lat = f"{'':>13}  {'':>12}  {'':>8}"
         else:
             delta = r.latency_after - r.latency_before
             lat = f"{r.latency_before:>13,}  {r.latency_after:>12,}  {delta:>+8,}"
         mark = " *" if r.changed else ""
         lines.append(f"{r.name:<{width}}  {r.before:>7}  {r.after:>7}  {lat}{mark}")
-    if rows and rows[0].latency_before is not None:
-        tb = sum(r.latency_before for r in rows)
-        ta = sum(r.latency_after for r in rows)
+    before = [r.latency_before for r in rows]
+    after = [r.latency_after for r in rows]
+    if rows and None not in before and None not in after:  # a table was given: every row has both
+        tb = sum(b for b in before if b is not None)
+        ta = sum(a for a in after if a is not None)
         lines.append(
             f"{'total':<{width}}  {'':>7}  {'':>7}  {tb:>13,}  {ta:>12,}  {ta - tb:>+8,} ({(ta - tb) / tb:+.1%})"
         )

@@ -103,6 +103,7 @@ def select(
             fastest = min(s.latency for s in scored)
             raise ValueError(f"no configuration meets the latency target {latency_target} (fastest: {fastest})")
         return max(fits, key=lambda s: (s.accuracy, -s.latency))
+    assert max_accuracy_drop_pp is not None  # exactly one of the two was given
     floor = scored[0].accuracy - max_accuracy_drop_pp / 100.0
     fits = [s for s in scored if s.accuracy >= floor - 1e-12]
     return min(fits, key=lambda s: (s.latency, -s.accuracy))

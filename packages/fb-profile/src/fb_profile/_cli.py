@@ -56,7 +56,8 @@ def network_options(f):
     f = click.option("--config", type=click.Path(dir_okay=False), help="A NetConfig JSON file.")(f)
     f = click.option("--resolution", type=int, help="Input resolution of the built-in network.")(f)
     f = click.option("--width", type=float, help="Width multiplier of the built-in network.")(f)
-    return click.option("--network", type=click.Choice(sorted(BUILTIN)), help="A built-in topology.")(f)
+    help_ = f"A built-in topology ({', '.join(sorted(BUILTIN))}) or a topology file (freebits/topology/v1)."
+    return click.option("--network", help=help_)(f)
 
 
 def _fail(exc: Exception) -> click.ClickException:

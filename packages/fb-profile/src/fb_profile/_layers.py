@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fb_schema import LayerType, NetConfig, SchemaError
-from fb_schema.topologies import Topology, get_topology
+from fb_schema.topologies import Topology, is_topology_path, resolve_topology
 
 Source = Any  # Topology | NetConfig | path of a NetConfig (.json) or ONNX model (.onnx) | onnx.ModelProto
 
@@ -31,20 +31,31 @@ def network_layers(source: Source) -> list[tuple[str, LayerType]]:
     if isinstance(source, str | os.PathLike):
         path = Path(source)
         if path.suffix == ".onnx":
-            from fb_profile._onnx import onnx_layers
+            from fb_profile._onnx_import import onnx_layers
 
             return onnx_layers(path)
         if path.suffix == ".json":
             try:
-                return network_layers(NetConfig.load(path))
+                return network_layers(_load_json_source(path))
             except SchemaError as exc:
                 raise ValueError(str(exc)) from None
-        raise ValueError(f"{path}: expected a NetConfig (.json) or an ONNX model (.onnx)")
+        raise ValueError(f"{path}: expected a NetConfig or topology (.json) or an ONNX model (.onnx)")
     if type(source).__name__ == "ModelProto":
-        from fb_profile._onnx import onnx_layers
+        from fb_profile._onnx_import import onnx_layers
 
         return onnx_layers(source)
     raise ValueError(f"cannot read layer types from a {type(source).__name__}; expected a topology, config or ONNX")
+
+
+def _load_json_source(path: Path):
+    """A NetConfig, or a topology file (told apart by their ``schema`` tag)."""
+    from fb_schema import read_json
+    from fb_schema.topologies import TOPOLOGY_SCHEMA, topology_from_json
+
+    doc = read_json(path)
+    if isinstance(doc, dict) and doc.get("schema") == TOPOLOGY_SCHEMA:
+        return topology_from_json(doc, str(path))
+    return NetConfig.load(path)
 
 
 def layer_types_of(source: Source) -> dict[str, LayerType]:
@@ -70,13 +81,18 @@ def layer_counts(source: Source) -> dict[str, int]:
 
 
 def builtin_network(name: str, width: float | None = None, resolution: int | None = None) -> Topology:
-    """A built-in topology; width/resolution only where given (each network has its own defaults)."""
+    """A built-in topology (width/resolution only where given: each network has its own defaults) or a topology
+    file by path."""
     params: dict[str, Any] = {}
     if width is not None:
         params["width"] = width
     if resolution is not None:
         params["resolution"] = resolution
+    if is_topology_path(name) and params:
+        raise ValueError(f"--network {name}: a topology file takes no width/resolution")
     try:
-        return get_topology(name, **params)
+        return resolve_topology(name, **params)
+    except SchemaError as exc:
+        raise ValueError(str(exc)) from None
     except TypeError:
         raise ValueError(f"network {name!r} takes no {'/'.join(params)} parameter") from None

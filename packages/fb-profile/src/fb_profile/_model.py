@@ -54,9 +54,11 @@ def linear_compute(c: Constants, lt: LayerType, a: int, w: int, o: int, n: int) 
 
 
 def elementwise_compute(c: Constants, lt: LayerType, a: int, n: int, h: int, cols: int) -> float:
-    """Cycles of one residual-add or average-pool tile."""
+    """Cycles of one residual-add, average-pool or max-pool tile."""
     if lt.op == "add":
         return ceil(h * cols * n / c.n_cores) * c.add_elem + c.kernel_prologue
+    if lt.op == "maxpool":  # one compare per window element, no requantization
+        return ceil(h * cols * n / c.n_cores) * lt.kernel[0] * lt.kernel[1] * c.pool_elem + c.kernel_prologue
     # pulp_nn_avgpool splits the *output rows* over the cores (i_y from start to stop): a global pool (one output
     # row) runs on one core, every channel and window element in turn.
     window = lt.kernel[0] * lt.kernel[1]
@@ -105,7 +107,7 @@ def l2_cycles(lt: LayerType, a: int, w: int | None, o: int, c: Constants, tile: 
     nn, nh, nw = tile.counts(C, H, W)
     spatial_tiles = nh * nw
     dw = lt.op == "depthwise_conv2d"
-    per_channel_input = dw or lt.op in ("add", "avgpool")  # input channels follow the output channel tile
+    per_channel_input = dw or lt.op in ("add", "avgpool", "maxpool")  # input channels follow the output channel tile
     inputs = 2 if lt.op == "add" else 1
     total = 0.0
     first = None

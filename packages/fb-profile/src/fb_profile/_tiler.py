@@ -158,7 +158,7 @@ def _tile_dw(lt: LayerType, a: int, w: int, o: int, budget: int, bn_bits: int) -
 
 
 def _tile_elementwise(lt: LayerType, a: int, o: int, budget: int) -> Tile:
-    """Add / average pool: full channels and width, as many rows as fit (two inputs for add)."""
+    """Add / average / max pool: full channels and width, as many rows as fit (two inputs for add)."""
     n_inputs = 2 if lt.op == "add" else 1
     H, W = lt.out_hw
     C = lt.in_ch
@@ -166,9 +166,16 @@ def _tile_elementwise(lt: LayerType, a: int, o: int, budget: int) -> Tile:
         per_c = DB * (_nbytes(lt.in_h * lt.in_w, a) + _nbytes(H * W, o))
         n_out = max(1, min(C, (budget - 40) // max(per_c, 1)))
         return Tile(n_out, H, W, n_out, lt.in_h, lt.in_w, per_c * n_out + 40)
-    per_row = DB * (n_inputs * _nbytes(W * C, a) + _nbytes(W * C, o))
+    if lt.op == "maxpool":  # output rows read stride rows of the input each (plus the window's halo, below)
+        per_row = DB * (lt.stride[0] * _nbytes(lt.in_w * C, a) + _nbytes(W * C, o))
+        budget -= DB * max(lt.kernel[0] - lt.stride[0], 0) * _nbytes(lt.in_w * C, a)
+    else:
+        per_row = DB * (n_inputs * _nbytes(W * C, a) + _nbytes(W * C, o))
     rows = (budget - 40) // per_row
     if rows < 1:
         raise TilingError(f"{lt.key}: one row of the {lt.op} does not fit the {budget} B L1 budget")
     rows = min(rows, H)
+    if lt.op == "maxpool":
+        h_in = min((rows - 1) * lt.stride[0] + lt.kernel[0], lt.in_h)
+        return Tile(C, rows, W, C, h_in, lt.in_w, per_row * rows + 40)
     return Tile(C, rows, W, C, rows, W, per_row * rows + 40)

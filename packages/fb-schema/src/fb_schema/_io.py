@@ -7,7 +7,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from fb_schema._errors import SchemaError
 
@@ -121,7 +121,14 @@ class Fields:
             raise self.error(name, "a required field is missing")
         return check_type(self.obj[name], kind, self.source, self.at(name), nullable=nullable)
 
+    @overload
+    def sub(self, name: str, *, nullable: Literal[False] = False) -> Fields: ...
+
+    @overload
+    def sub(self, name: str, *, nullable: bool) -> Fields | None: ...
+
     def sub(self, name: str, *, nullable: bool = False) -> Fields | None:
+        """The object at ``name`` as Fields (None only when ``nullable`` and the value is null)."""
         value = self.get(name, dict, nullable=nullable)
         return None if value is None else Fields(value, self.source, self.at(name))
 

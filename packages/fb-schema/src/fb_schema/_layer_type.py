@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 from fb_schema._errors import SchemaError
 from fb_schema._io import Fields
 
 CONFIGURABLE_OPS = ("conv2d", "depthwise_conv2d", "linear")
-NON_CONFIGURABLE_OPS = ("add", "avgpool")
+NON_CONFIGURABLE_OPS = ("add", "avgpool", "maxpool")
 OPS = CONFIGURABLE_OPS + NON_CONFIGURABLE_OPS
 
 _KEY_RE = re.compile(
@@ -25,7 +25,8 @@ FIELDS = ("op", "in_h", "in_w", "in_ch", "out_ch", "kernel", "stride", "padding"
 class LayerType:
     """One kernel invocation: op, input shape, channels, kernel, stride, padding, groups.
 
-    Conventions: convs use explicit symmetric ``k//2`` padding; depthwise means ``groups == in_ch == out_ch``
+    Conventions: convs default to symmetric ``k//2`` padding (any explicit ``[top, left, bottom, right]`` is
+    allowed; kernels and strides may be rectangular); depthwise means ``groups == in_ch == out_ch``
     (other grouped convs are rejected); ``linear`` has a 1x1 input, kernel and stride 1 and no padding; ``add``
     and ``avgpool`` keep the channel count. Channels are the model's own, unpadded.
 
@@ -84,15 +85,51 @@ class LayerType:
 
     # -- constructors -------------------------------------------------------------------------------------------
     @classmethod
-    def conv2d(cls, in_h: int, in_w: int, in_ch: int, out_ch: int, kernel: int = 1, stride: int = 1) -> LayerType:
-        """A regular convolution with symmetric ``k//2`` padding."""
-        p = kernel // 2
-        return cls("conv2d", in_h, in_w, in_ch, out_ch, (kernel, kernel), (stride, stride), (p, p, p, p))
+    def conv2d(
+        cls,
+        in_h: int,
+        in_w: int,
+        in_ch: int,
+        out_ch: int,
+        kernel: int | tuple[int, int] = 1,
+        stride: int | tuple[int, int] = 1,
+        padding: tuple[int, int, int, int] | None = None,
+    ) -> LayerType:
+        """A regular convolution; ``padding`` (top, left, bottom, right) defaults to symmetric ``k//2``.
+
+        Example:
+            >>> LayerType.conv2d(49, 10, 1, 64, (10, 4), 2, (4, 1, 5, 1)).out_hw
+            (25, 5)
+        """
+        k, s = _pair(kernel), _pair(stride)
+        return cls("conv2d", in_h, in_w, in_ch, out_ch, k, s, _padding(k, padding))
 
     @classmethod
-    def depthwise(cls, in_h: int, in_w: int, ch: int, kernel: int = 3, stride: int = 1) -> LayerType:
-        p = kernel // 2
-        return cls("depthwise_conv2d", in_h, in_w, ch, ch, (kernel, kernel), (stride, stride), (p, p, p, p), ch)
+    def depthwise(
+        cls,
+        in_h: int,
+        in_w: int,
+        ch: int,
+        kernel: int | tuple[int, int] = 3,
+        stride: int | tuple[int, int] = 1,
+        padding: tuple[int, int, int, int] | None = None,
+    ) -> LayerType:
+        k, s = _pair(kernel), _pair(stride)
+        return cls("depthwise_conv2d", in_h, in_w, ch, ch, k, s, _padding(k, padding), ch)
+
+    @classmethod
+    def maxpool(
+        cls,
+        h: int,
+        w: int,
+        ch: int,
+        kernel: int | tuple[int, int] = 2,
+        stride: int | tuple[int, int] | None = None,
+        padding: tuple[int, int, int, int] = (0, 0, 0, 0),
+    ) -> LayerType:
+        """Max pooling (stride defaults to the kernel)."""
+        k = _pair(kernel)
+        return cls("maxpool", h, w, ch, ch, k, k if stride is None else _pair(stride), _padding(k, padding))
 
     @classmethod
     def linear(cls, in_features: int, out_features: int) -> LayerType:
@@ -128,7 +165,7 @@ class LayerType:
 
     @property
     def macs(self) -> int:
-        """Multiply-accumulates (element operations for add and avgpool)."""
+        """Multiply-accumulates (element operations for add and the pools)."""
         oh, ow = self.out_hw
         if self.op in ("conv2d", "depthwise_conv2d"):
             return oh * ow * self.out_ch * self.kernel[0] * self.kernel[1] * (self.in_ch // self.groups)
@@ -136,6 +173,8 @@ class LayerType:
             return self.in_ch * self.out_ch
         if self.op == "add":
             return self.in_h * self.in_w * self.in_ch
+        if self.op == "maxpool":
+            return oh * ow * self.out_ch * self.kernel[0] * self.kernel[1]
         return self.in_h * self.in_w * self.in_ch  # avgpool: one accumulate per input element
 
     @property
@@ -181,9 +220,9 @@ class LayerType:
         m = _KEY_RE.match(key)
         if not m:
             raise ValueError(f"not a layer-type key: {key!r}")
-        g = {k: (v if k == "op" else int(v)) for k, v in m.groupdict().items()}
+        g = {k: int(v) for k, v in m.groupdict().items() if k != "op"}
         return cls(
-            g["op"],
+            m.group("op"),
             g["in_h"],
             g["in_w"],
             g["in_ch"],
@@ -193,6 +232,17 @@ class LayerType:
             (g["t"], g["l"], g["b"], g["r"]),
             g["groups"],
         )
+
+
+def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def _padding(kernel: tuple[int, int], padding) -> tuple[int, int, int, int]:
+    if padding is None:
+        return (kernel[0] // 2, kernel[1] // 2, kernel[0] // 2, kernel[1] // 2)
+    # Any length passes through: LayerType's own check names a padding that is not 4 values.
+    return cast("tuple[int, int, int, int]", tuple(int(p) for p in padding))
 
 
 def parse_layer_types(f: Fields, name: str = "layer_types") -> dict[str, LayerType]:

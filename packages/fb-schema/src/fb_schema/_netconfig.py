@@ -162,6 +162,7 @@ class NetConfig:
             if key not in layer_types:
                 raise lf.error("layer_type", f"a key of layer_types, got unknown {key!r}")
             b_in = _bits(lf, "b_in", allowed_bits)
+            assert b_in is not None  # not nullable: _bits raised on null
             configurable = layer_types[key].configurable
             b_wt = _bits(lf, "b_wt", allowed_bits, nullable=not configurable)
             if configurable and b_wt is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import struct
 import zipfile
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 from fb_schema._errors import SchemaError
 
 
-def npz_shapes(path: str | Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+def npz_shapes(path: str | os.PathLike) -> dict[str, tuple[str, tuple[int, ...]]]:
     """``{key: (dtype descr, shape)}`` for every array in an npz archive (headers only, no data read)."""
     path = Path(path)
     try:

@@ -28,7 +28,7 @@ class Precision:
         """True iff ``self`` is at least as precise as ``other`` in both input and weight bits."""
         if (self.b_wt is None) != (other.b_wt is None):
             return False
-        if self.b_wt is None:
+        if self.b_wt is None or other.b_wt is None:  # both None here
             return self.b_in >= other.b_in
         return self.b_in >= other.b_in and self.b_wt >= other.b_wt
 

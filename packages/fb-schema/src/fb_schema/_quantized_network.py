@@ -9,7 +9,12 @@ same stem (``net.json`` + ``net.npz``). Conventions:
 * ``tensors[T].scale`` is the activation step: unsigned values are ``scale * [0, 2^b - 1]``, signed ones
   ``scale * [-2^(b-1), 2^(b-1) - 1]``. The network output (the classifier's accumulator) is listed with
   ``bits: 32, signed: true`` and the scale of the classifier's input;
-* ``reference`` holds a few inputs (NHWC, float in [0, 1]) and the fake-quant logits of the exporting model.
+* ``input`` is the 8-bit input grid: ``x_int = clip(round(x / scale), grid(8, signed))``; optional ``range``
+  ``[lo, hi]`` records the real input range it was made from (signed symmetric iff ``lo < 0``);
+* ``reference`` holds a few inputs (NHWC, real values in the input range) and the fake-quant logits of the
+  exporting model;
+* optional ``topology`` is the network's ``freebits/topology/v1`` object, so the artifact reloads without a
+  registered network.
 """
 
 from __future__ import annotations
@@ -83,13 +88,13 @@ def validate(doc: Any, source: str, npz_path: str | os.PathLike) -> None:
     headers = npz_shapes(npz_path)
     shapes = {k: shape for k, (_, shape) in headers.items()}
     f = Fields(doc, source)
-    f.only({"schema", "network", "config_sha256", "input", "nodes", "tensors", "reference"})
+    f.only({"schema", "network", "config_sha256", "input", "nodes", "tensors", "reference", "topology"})
     check_tag(f, QUANTIZED_NETWORK_SCHEMA)
     f.get("network", str)
     if len(f.get("config_sha256", str)) != 64:
         raise f.error("config_sha256", "a sha256 hex digest (64 characters)")
 
-    def need(field_owner: Fields, name: str, shape: tuple[int, ...]) -> None:
+    def need(field_owner: Fields, name: str, shape: tuple[int | None, ...] | None) -> None:
         key = field_owner.get(name, str)
         if key not in shapes:
             raise field_owner.error(name, f"a key of {Path(npz_path).name}, {key!r} is missing")
@@ -97,15 +102,27 @@ def validate(doc: Any, source: str, npz_path: str | os.PathLike) -> None:
         if not (isinstance(descr, str) and len(descr) > 1 and descr[1] in "fiu"):
             raise field_owner.error(name, f"a numeric npz array {key!r} (float or integer), got dtype {descr!r}")
         if shapes[key] != shape:
-            raise field_owner.error(name, f"npz array {key!r} of shape {list(shape)}, got {list(shapes[key])}")
+            raise field_owner.error(name, f"npz array {key!r} of shape {list(shape or ())}, got {list(shapes[key])}")
 
     inp = f.sub("input")
-    inp.only({"tensor", "shape_nhwc", "bits", "signed", "scale"})
+    inp.only({"tensor", "shape_nhwc", "bits", "signed", "scale", "range"})
     in_tensor = inp.get("tensor", str)
     shape_nhwc = inp.get("shape_nhwc", list)
     if len(shape_nhwc) != 4 or shape_nhwc[0] != 1 or not all(isinstance(d, int) and d > 0 for d in shape_nhwc):
         raise inp.error("shape_nhwc", f"[1, H, W, C] with positive integers, got {shape_nhwc!r}")
     _grid(inp)
+    if "range" in inp.obj:
+        rng = inp.get("range", list)
+        if len(rng) != 2 or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in rng):
+            raise inp.error("range", f"[lo, hi] (two numbers), got {rng!r}")
+        if (rng[0] < 0) != inp.obj["signed"]:
+            raise inp.error("range", f"signed iff lo < 0 (signed is {str(inp.obj['signed']).lower()}), got {rng!r}")
+    if "topology" in f.obj:
+        from fb_schema.topologies._file import topology_from_json
+
+        topo = topology_from_json(f.obj["topology"], f"{source}: topology")
+        if topo.name != f.obj["network"]:
+            raise f.error("topology", f"the topology of network {f.obj['network']!r}, got {topo.name!r}")
 
     tensors = f.sub("tensors")
     for name, spec in tensors.obj.items():

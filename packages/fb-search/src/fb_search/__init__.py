@@ -12,15 +12,27 @@ Example:
     >>> acc, artifact = finetune(cfg, ckpt, data, None, 0, "runs/digits/quantized")  # doctest: +SKIP
 """
 
-from fb_search._api import evaluate, finetune, homogeneous, layer_sensitivity, load_model, search, sweep, train_float
+from fb_search._api import (
+    evaluate,
+    finetune,
+    homogeneous,
+    layer_sensitivity,
+    load_model,
+    search,
+    sweep,
+    topology_of,
+    train_float,
+)
 from fb_search._checkpoint import load_checkpoint, load_into, save_checkpoint
 from fb_search._data import Dataset, get_data, load_digits_data
 from fb_search._distributed import data_mesh, initialize, is_main_process, maybe_initialize
 from fb_search._export import export_quantized_network, load_quantized_network
+from fb_search._import import import_onnx_model
 from fb_search._model import MODES, VARIANTS, BBOptions, QNet, check_config, tensor_signed, to_netconfig
+from fb_search._npz_data import check_data, data_range, load_npz_data
 from fb_search._tfds import prepare
 from fb_search._train import OptSpec, accuracy, calibrate, make_optimizer, param_labels, predict, reestimate_bn, train
-from fb_search.layers import QAdd, QConv, QLinear, QPool, depthwise_taps, relu6
+from fb_search.layers import QAdd, QConv, QLinear, QMaxPool, QPool, activation, depthwise_taps, relu6
 
 __version__ = "0.1.0"
 
@@ -34,9 +46,16 @@ __all__ = [
     "QConv",
     "QLinear",
     "QNet",
+    "QMaxPool",
     "QPool",
+    "activation",
     "accuracy",
     "calibrate",
+    "check_data",
+    "data_range",
+    "import_onnx_model",
+    "load_npz_data",
+    "topology_of",
     "data_mesh",
     "initialize",
     "is_main_process",

@@ -7,6 +7,7 @@ Paper: Rutishauser, Conti, Benini, "Free Bits", arXiv 2307.02894 (Bayesian Bits:
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -16,12 +17,13 @@ import numpy as np
 from flax import nnx
 
 from fb_schema import LatencyTable, NetConfig
-from fb_schema.topologies import Topology, get_topology
+from fb_schema.topologies import Topology, get_topology, resolve_topology, topology_from_json, topology_to_json
 from fb_search._checkpoint import load_checkpoint, load_into, save_checkpoint
 from fb_search._data import Dataset
 from fb_search._export import export_quantized_network
 from fb_search._latency_objective import latency_terms
 from fb_search._model import VARIANTS, BBOptions, QNet, check_config, to_netconfig
+from fb_search._npz_data import check_data
 from fb_search._train import calibrate, cross_entropy, predict, reestimate_bn, train, val_accuracy
 from fb_search.recipes import get_recipe
 
@@ -34,7 +36,7 @@ def _topology(topology: Topology | str, data: Dataset | None = None) -> Topology
     if isinstance(topology, Topology):
         return topology
     params = {"resolution": data.input_shape[0]} if data is not None and topology == "digitsnet" else {}
-    return get_topology(topology, **params)
+    return resolve_topology(str(topology), **params)
 
 
 def _resume(recipe, ckpt_dir: Path) -> dict[str, Any]:
@@ -44,14 +46,12 @@ def _resume(recipe, ckpt_dir: Path) -> dict[str, Any]:
 
 
 def _meta(topology: Topology, stage: str, **extra: Any) -> dict[str, Any]:
-    return {"stage": stage, "network": topology.name, "topology_params": dict(topology.params), **extra}
+    meta = {"stage": stage, "network": topology.name, "topology_params": dict(topology.params)}
+    return {**meta, "topology": topology_to_json(topology), **extra}
 
 
 def _check_data(topology: Topology, data: Dataset) -> None:
-    if tuple(data.input_shape) != tuple(topology.input_shape):
-        raise ValueError(
-            f"data {data.name!r}: images {data.input_shape} do not fit {topology.name} {topology.input_shape}"
-        )
+    check_data(topology, data)
 
 
 def train_float(
@@ -90,12 +90,27 @@ def _load(checkpoint: str | os.PathLike, model: QNet) -> dict:
     return meta
 
 
-def _topology_of(checkpoint: str | os.PathLike, config: NetConfig | None = None) -> Topology:
-    _, meta = load_checkpoint(checkpoint)
-    topology = get_topology(meta["network"], **meta.get("topology_params", {}))
+def topology_of(checkpoint: str | os.PathLike, config: NetConfig | None = None) -> Topology:
+    """The topology a checkpoint was trained with (stored in its ``meta.json``; older ones name a built-in)."""
+    meta = read_meta(checkpoint)
+    if "topology" in meta:
+        topology = topology_from_json(meta["topology"], f"{checkpoint}/meta.json: topology")
+    else:
+        topology = get_topology(meta["network"], **meta.get("topology_params", {}))
     if config is not None:
         check_config(config, topology)
     return topology
+
+
+_topology_of = topology_of
+
+
+def read_meta(checkpoint: str | os.PathLike) -> dict:
+    """A checkpoint's ``meta.json`` (without restoring its state)."""
+    path = Path(checkpoint).absolute() / "meta.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{checkpoint}: not a checkpoint directory (expected state/ and meta.json)")
+    return json.loads(path.read_text())
 
 
 def search(
@@ -220,6 +235,13 @@ def sweep(
         search(topology, data, float_ckpt, variant, mu, steps, seed, out_dir, recipe, objective=objective, table=table)
         for mu in mus
     ]
+
+
+def _float_model(topology: Topology, checkpoint: str | os.PathLike) -> QNet:
+    """The float model of a checkpoint (its kernels, biases and BN statistics; no quantization)."""
+    model = QNet(topology, "float", rngs=nnx.Rngs(0))
+    _load(checkpoint, model)
+    return model
 
 
 def load_model(config: NetConfig, checkpoint: str | os.PathLike, mode: str = "tqt", seed: int = 0) -> QNet:

@@ -36,6 +36,8 @@ class Dataset:
         """The training batch of global step ``step`` (drop-remainder epochs)."""
         n = len(self.train_x)
         per_epoch = n // batch_size
+        if per_epoch == 0:
+            raise ValueError(f"data {self.name!r}: {n} training images, fewer than one batch of {batch_size}")
         epoch, i = divmod(step, per_epoch)
         perm = np.random.default_rng([seed, epoch]).permutation(n)
         idx = perm[i * batch_size : (i + 1) * batch_size]

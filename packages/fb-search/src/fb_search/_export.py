@@ -1,8 +1,9 @@
 """Write and read the ``QuantizedNetwork`` artifact (``freebits/quantized-network/v1``, fb_schema).
 
 Written from a ``tqt`` (or ``fixed``) model: HWIO float weights, per-channel weight steps, raw BN statistics,
-each tensor's grid (bits, signedness, step), the 8-bit input (step 1/255) and a few reference inputs with the
-model's fake-quant logits. The classifier output is listed as a 32-bit signed tensor with its input's step.
+each tensor's grid (bits, signedness, step), the 8-bit input (its step and signedness from the topology's input
+range: 1/255 for [0, 1]), the topology itself and a few reference inputs with the model's fake-quant logits.
+The classifier output is listed as a 32-bit signed tensor with its input's step.
 Read back into a ``tqt`` model whose thresholds reproduce the stored grids exactly.
 """
 
@@ -16,7 +17,7 @@ import numpy as np
 from flax import nnx
 
 from fb_schema import NetConfig, Precision, QuantizedNetwork, max_abs, write_atomic
-from fb_schema.topologies import INPUT, Topology, get_topology
+from fb_schema.topologies import INPUT, Topology, get_topology, topology_from_json, topology_to_json
 from fb_search._model import QNet, to_netconfig
 from fb_search._train import predict
 from fb_search.quant import FixedQuant, TQTQuant
@@ -42,7 +43,7 @@ def export_quantized_network(
             arrays[f"{layer.name}.w_scale"] = np.asarray(mod.w_q.scale(w), np.float32).reshape(lt.out_ch)
             node["weight"] = f"{layer.name}.w"
             node["w_quant"] = {"bits": mod.w_q.bits, "scale": f"{layer.name}.w_scale", "per_channel": True}
-            if lt.op == "linear":
+            if lt.op == "linear" or mod.bn is None:
                 arrays[f"{layer.name}.b"] = np.asarray(mod.bias[...], np.float32)
                 node["bias"] = f"{layer.name}.b"
             else:
@@ -60,14 +61,19 @@ def export_quantized_network(
     arrays["ref_inputs"] = np.asarray(ref_inputs, np.float32)
     arrays["ref_logits"] = predict(model, arrays["ref_inputs"]).astype(np.float32)
     h, w, c = topology.input_shape
+    in_q = model.quantizer_of(INPUT)
+    in_spec = {"tensor": INPUT, "shape_nhwc": [1, h, w, c], "bits": 8, "signed": bool(in_q.signed)}
+    scale = topology.input_threshold / (128 if in_q.signed else 255)  # float64, as fb-deploy computes it
+    in_spec |= {"scale": scale, "range": [float(v) for v in topology.input_range]}
     doc = {
         "schema": "freebits/quantized-network/v1",
         "network": topology.name,
         "config_sha256": config.sha256(),
-        "input": {"tensor": INPUT, "shape_nhwc": [1, h, w, c], "bits": 8, "signed": False, "scale": INPUT_SCALE},
+        "input": in_spec,
         "nodes": nodes,
         "tensors": tensors,
         "reference": {"inputs": "ref_inputs", "logits": "ref_logits"},
+        "topology": topology_to_json(topology),
     }
     json_path = Path(json_path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,12 +96,15 @@ def load_quantized_network(
     Raises ValueError (one line) if the artifact does not fit the topology.
     """
     qn = QuantizedNetwork.load(json_path)
-    topology = topology or get_topology(qn.network)
     src = f"{json_path}"
+    if topology is None and "topology" in qn.doc:
+        topology = topology_from_json(qn.doc["topology"], f"{src}: topology")
+    topology = topology or get_topology(qn.network)
     if [n["name"] for n in qn.nodes] != [layer.name for layer in topology.layers]:
         raise ValueError(f"{src}: nodes do not match the layers of {topology.name}")
-    if abs(qn.input["scale"] - INPUT_SCALE) > 1e-9 or qn.input["bits"] != 8:
-        raise ValueError(f"{src}: input: expected 8 bits with step 1/255")
+    want = topology.input_threshold / (128 if topology.input_signed else 255)
+    if abs(qn.input["scale"] - want) > 1e-9 * want or qn.input["bits"] != 8:
+        raise ValueError(f"{src}: input: expected 8 bits with step {want:g} (the topology's input range)")
     nodes = {n["name"]: n for n in qn.nodes}
     precisions = {}
     for layer in topology.layers:

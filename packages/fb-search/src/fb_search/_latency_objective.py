@@ -5,7 +5,8 @@ A layer's input and weight gates give a distribution over its (b_in, b_wt) pairs
 8b/8b network latency, so mu means the same across networks and targets. The original variant takes the input and
 weight precisions independent (P = pi_in(a) * pi_w(w)); the locked variant, whose two quantizers share one set of
 gates, puts all mass on the diagonal (P(b, b) = pi(b)). QuantLab's ``BBLatencyRegularizer`` uses the same
-product of marginals (bayesian_bits.md §4.3); Free Bits itself searched with BOPs (arXiv 2307.02894).
+product of marginals (quantlib's Bayesian Bits code, ``algorithms/bb``); Free Bits itself searched with BOPs
+(arXiv 2307.02894).
 """
 
 from __future__ import annotations

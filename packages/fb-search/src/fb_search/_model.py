@@ -1,6 +1,7 @@
 """A quantized network built from an ``fb_schema`` topology, in one of four modes.
 
-* ``float``: no quantization; activation thresholds can be calibrated (99.9th percentile) after training;
+* ``float``: no quantization at all (the input neither; an imported network computes its own float function);
+  activation thresholds can be calibrated (99.9th percentile) after training;
 * ``bb``: Bayesian Bits search (``variant`` ``orig`` or ``locked``); fixed inputs (the image, tensors produced by
   residual adds) stay at 8 bits, and so do the first layer's weights;
 * ``fixed``: every tensor at the precision of a NetConfig, thresholds ``max|w|`` / calibrated (used to evaluate a
@@ -10,7 +11,9 @@
 Each tensor is quantized once, at the ``b_in`` of its first conv/linear consumer (whose ``in_q`` it is); a
 tensor read only by adds/pools is quantized by its producer's ``out_q``, at 8 bits, or in ``fixed``/``tqt`` mode at
 the bits of the add's other input (DORY's add needs both inputs at one precision). A tensor is signed iff its
-producer has no ReLU and it is not a sum/average of unsigned tensors. Locked variant (Free Bits, arXiv
+producer has no ReLU and it is not a sum/average of unsigned tensors. A tensor read by a max pool shares the
+pool's output quantizer (max commutes with quantization). The input is quantized at 8 bits over the topology's
+``input_range`` (signed symmetric when it reaches below 0). Locked variant (Free Bits, arXiv
 2307.02894): a layer's input-activation quantizer shares the ``phi`` variable of its weight quantizer; a tensor
 read by several convs is locked to the first one only (QuantLab's behaviour), and fixed inputs are not locked.
 """
@@ -29,7 +32,7 @@ from fb_schema import ADDER_BITS, DEFAULT_BITS, LayerConfig, NetConfig, Precisio
 from fb_schema import grid as fb_grid
 from fb_schema.topologies import INPUT, Topology
 from fb_search._latency_objective import OBJECTIVES, expected_latency
-from fb_search.layers import QAdd, QConv, QLinear, QPool
+from fb_search.layers import QAdd, QConv, QLinear, QMaxPool, QPool
 from fb_search.quant import BBQuant, FixedQuant, FloatQuant, Quantizer, TQTQuant, step
 
 MODES = ("float", "bb", "fixed", "tqt")
@@ -50,11 +53,11 @@ class BBOptions:
 
 def tensor_signed(topology: Topology) -> dict[str, bool]:
     """Signedness of every tensor: no ReLU and not a sum/average of unsigned tensors."""
-    signed = {INPUT: False}
+    signed = {INPUT: topology.input_signed}
     for layer in topology.layers:
-        if layer.act == "relu6":
+        if layer.act in ("relu", "relu6"):
             signed[layer.name] = False
-        elif layer.op in ("add", "avgpool"):
+        elif layer.op in ("add", "avgpool", "maxpool"):
             signed[layer.name] = any(signed[t] for t in layer.inputs)
         else:
             signed[layer.name] = True
@@ -70,6 +73,18 @@ def tensor_owners(topology: Topology) -> dict[str, list[str]]:
         if layer.layer_type.configurable:
             owners[layer.inputs[0]].append(layer.name)
     return owners
+
+
+def maxpool_sources(topology: Topology) -> dict[str, str]:
+    """Tensors read by a max pool -> that pool (they share its quantizer); such a tensor has no other reader."""
+    out = {}
+    for layer in topology.layers:
+        if layer.op == "maxpool":
+            src = layer.inputs[0]
+            if src == INPUT or len(topology.consumers(src)) != 1:
+                raise ValueError(f"{topology.name}: {layer.name}: a max pool must be the only reader of a layer output")
+            out[src] = layer.name
+    return out
 
 
 def adder_partner_bits(topology: Topology, tensor: str, owners: dict[str, list[str]], cfg: dict) -> int:
@@ -162,17 +177,27 @@ class QNet(nnx.Module):
                 bits = cfg[layer.name].b_wt if cfg else FIXED_BITS
                 w_q = quantizer(bits, first, True, True, np.ones((lt.out_ch,), np.float32))
                 cls = QConv if lt.op != "linear" else QLinear
-                kwargs = {"dw_impl": dw_impl} if cls is QConv else {}
+                kwargs = {"dw_impl": dw_impl, "use_bias": layer.bias} if cls is QConv else {}
                 layers[layer.name] = cls(lt, None, w_q, layer.act, rngs=rngs, **kwargs)
             elif lt.op == "add":
-                layers[layer.name] = QAdd(lt)
+                layers[layer.name] = QAdd(lt, act=layer.act)
+            elif lt.op == "maxpool":
+                layers[layer.name] = QMaxPool(lt)
             else:
-                layers[layer.name] = QPool(lt)
+                layers[layer.name] = QPool(lt, layer.act)
+        pooled = maxpool_sources(topology)
         tensor_q = []
         for tensor in (INPUT, *(layer.name for layer in topology.layers if layer.name != self.output)):
             users = owners[tensor]
+            if tensor in pooled:
+                continue  # quantized by its max pool's quantizer (below)
             if tensor == INPUT:
-                q = FixedQuant(FIXED_BITS, False, False, 1.0)  # the 8-bit image, step 1/255, never trained
+                # the 8-bit input over the topology's range, never trained; float mode computes on it unchanged
+                t_in = float(topology.input_threshold)
+                q = FixedQuant(FIXED_BITS, topology.input_signed, False, t_in)
+                if mode == "float":
+                    q = FloatQuant(topology.input_signed, False, t_in)
+                    q.calibrate_skip = True
             elif users:
                 owner = users[0]
                 fixed = topology.b_in_fixed(owner)
@@ -190,6 +215,9 @@ class QNet(nnx.Module):
             else:
                 layers[tensor].out_q = nnx.data(q)
                 tensor_q.append((tensor, tensor, "out_q"))
+        for tensor, pool in reversed(pooled.items()):  # chains of pools resolve from the last one
+            owner = next(entry for entry in tensor_q if entry[0] == pool)
+            tensor_q.append((tensor, owner[1], owner[2]))
         self.tensor_q = tuple(tensor_q)
         self.layers = nnx.Dict(layers)
 
@@ -214,7 +242,7 @@ class QNet(nnx.Module):
             layer = self.layers[name]
             if op == "add":
                 y = layer.core(*self._adder_inputs(inputs, values))
-            elif op == "avgpool":
+            elif op in ("avgpool", "maxpool"):
                 y = layer.core(values[inputs[0]])
             else:
                 y = layer.core(values[inputs[0]], sub(i))
@@ -305,7 +333,7 @@ class QNet(nnx.Module):
         out = {}
         for name, op, _ in self.graph:
             layer = self.layers[name]
-            if op in ("add", "avgpool"):
+            if op in ("add", "avgpool", "maxpool"):
                 out[name] = Precision(FIXED_BITS, None)
             else:
                 out[name] = Precision(self._bits(layer.in_q, False), self._bits(layer.w_q, False))

@@ -219,6 +219,7 @@ def reestimate_bn(model: nnx.Module, x: np.ndarray, batch_size: int = 2048) -> N
     model.set_attributes(use_running_average=False, raise_if_not_found=False)
     chunks = [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
     bns = [m for _, m in nnx.iter_modules(model) if isinstance(m, nnx.BatchNorm)]
+    momenta = [bn.momentum for bn in bns]  # restored afterwards: each layer keeps the momentum it was built with
     sums = None
     for xb in chunks:
         for bn in bns:
@@ -231,9 +232,9 @@ def reestimate_bn(model: nnx.Module, x: np.ndarray, batch_size: int = 2048) -> N
             if sums is None
             else [(a + m * w, b + v * w) for (a, b), (m, v) in zip(sums, stats)]
         )
-    for bn, (m, v) in zip(bns, sums):
+    for bn, (m, v), momentum in zip(bns, sums, momenta):
         bn.mean[...], bn.var[...] = jnp.asarray(m), jnp.asarray(v)
-        bn.momentum = 0.9
+        bn.momentum = momentum
     model.eval()
 
 
@@ -243,9 +244,15 @@ def _batch_stats(model: nnx.Module, x: jax.Array) -> None:
 
 
 def calibrate(model: nnx.Module, x: np.ndarray) -> None:
-    """Set every activation threshold of a float model to the 99.9th percentile of its |input| on ``x``."""
+    """Set every activation threshold of a float model to the 99.9th percentile of its |input| on ``x``.
+
+    The input quantizer keeps the topology's input range (``calibrate_skip``)."""
     model.eval()
-    quants = [m for _, m in nnx.iter_modules(model) if isinstance(m, FloatQuant) and not m.is_weight]
+    quants = [
+        m
+        for _, m in nnx.iter_modules(model)
+        if isinstance(m, FloatQuant) and not m.is_weight and not getattr(m, "calibrate_skip", False)
+    ]
     for q in quants:
         q.calibrating = True
     try:

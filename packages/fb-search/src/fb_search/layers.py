@@ -1,4 +1,4 @@
-"""Quantized building blocks: ``QConv`` (regular and depthwise), ``QLinear``, ``QAdd``, ``QPool``.
+"""Quantized building blocks: ``QConv`` (regular and depthwise), ``QLinear``, ``QAdd``, ``QPool``, ``QMaxPool``.
 
 Each configurable block carries the quantizer of its input activation (``in_q``) and of its weights (``w_q``), so
 users can write their own quantized networks::
@@ -7,8 +7,10 @@ users can write their own quantized networks::
                  w_q=BBQuant(True, True), rngs=nnx.Rngs(0))
     y = conv(x, key)            # quantize x, quantize the kernel, conv, BatchNorm, ReLU6
 
-Conventions as in fb_schema: explicit ``k//2`` padding, HWIO kernels (depthwise ``(kh, kw, 1, C)``), BN after every
-conv (momentum 0.9, eps 1e-5 = PyTorch's 0.1), no conv bias, a biased classifier. Depthwise convs are computed as
+Conventions as in fb_schema: explicit padding, HWIO kernels (depthwise ``(kh, kw, 1, C)``), BN after every conv
+without a bias (momentum 0.9, eps 1e-5 = PyTorch's 0.1), no BN after a conv with a bias (an imported conv with BN
+folded in), a biased classifier. Activations: ``relu`` (unbounded; the next quantizer clips it), ``relu6``,
+``none`` -- applied identically in every mode, also after a residual add. Depthwise convs are computed as
 ``kh*kw`` shifted multiply-adds ("taps", ~3x faster to train on XLA:CPU) or as a grouped conv (for export);
 both use the same parameters.
 """
@@ -28,6 +30,13 @@ BN_MOMENTUM, BN_EPS = 0.9, 1e-5
 def relu6(x: jax.Array) -> jax.Array:
     """``min(max(x, 0), 6)``."""
     return jnp.clip(x, 0.0, 6.0)
+
+
+def activation(x: jax.Array, act: str) -> jax.Array:
+    """``relu``, ``relu6`` or ``none`` (identity)."""
+    if act == "relu":
+        return jnp.maximum(x, 0.0)
+    return relu6(x) if act == "relu6" else x
 
 
 def depthwise_taps(x: jax.Array, w: jax.Array, stride: tuple[int, int], padding: tuple[int, ...]) -> jax.Array:
@@ -72,9 +81,10 @@ class QConv(nnx.Module):
       lt: the layer type (``conv2d`` or ``depthwise_conv2d``).
       in_q: quantizer of the input activation (None: the input arrives quantized).
       w_q: quantizer of the kernel.
-      act: ``relu6`` or ``none``.
+      act: ``relu``, ``relu6`` or ``none``.
       dw_impl: ``taps`` or ``grouped`` (depthwise only; same parameters).
       rngs: initializers.
+      use_bias: a conv bias instead of BatchNorm (imported convs with BN folded in).
     """
 
     def __init__(
@@ -86,6 +96,7 @@ class QConv(nnx.Module):
         dw_impl: str = "taps",
         *,
         rngs: nnx.Rngs,
+        use_bias: bool = False,
     ):
         if lt.op not in ("conv2d", "depthwise_conv2d"):
             raise ValueError(f"QConv: expected a conv2d or depthwise_conv2d layer type, got {lt.op}")
@@ -93,13 +104,18 @@ class QConv(nnx.Module):
         shape = lt.weight_shape_hwio
         init = nnx.initializers.variance_scaling(2.0, "fan_in", "truncated_normal", in_axis=(0, 1, 2), out_axis=3)
         self.kernel = nnx.Param(init(rngs.params(), shape, jnp.float32))
-        self.bn = nnx.BatchNorm(lt.out_ch, momentum=BN_MOMENTUM, epsilon=BN_EPS, rngs=rngs)
+        if use_bias:
+            self.bias = nnx.Param(jnp.zeros((lt.out_ch,), jnp.float32))
+            self.bn = None
+        else:
+            self.bn = nnx.BatchNorm(lt.out_ch, momentum=BN_MOMENTUM, epsilon=BN_EPS, rngs=rngs)
         self.in_q, self.w_q = in_q, w_q
 
     def core(self, xq: jax.Array, key: jax.Array | None = None) -> jax.Array:
         """The layer on an already quantized input."""
-        y = self.bn(conv_nhwc(xq, self.w_q(self.kernel[...], key), self.lt, self.dw_impl))
-        return relu6(y) if self.act == "relu6" else y
+        y = conv_nhwc(xq, self.w_q(self.kernel[...], key), self.lt, self.dw_impl)
+        y = y + self.bias[...] if self.bn is None else self.bn(y)
+        return activation(y, self.act)
 
     def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
         ka, kw = _split(key)
@@ -120,7 +136,7 @@ class QLinear(nnx.Module):
 
     def core(self, xq: jax.Array, key: jax.Array | None = None) -> jax.Array:
         y = xq.reshape(xq.shape[0], -1) @ self.w_q(self.kernel[...], key) + self.bias[...]
-        return relu6(y) if self.act == "relu6" else y
+        return activation(y, self.act)
 
     def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
         ka, kw = _split(key)
@@ -128,27 +144,50 @@ class QLinear(nnx.Module):
 
 
 class QAdd(nnx.Module):
-    """Residual add of two quantized tensors; its output is re-quantized by ``out_q`` (8 bits in the paper)."""
+    """Residual add of two quantized tensors, then ``act`` (ResNet's post-add ReLU); its output is re-quantized
+    by ``out_q`` (8 bits in the paper)."""
 
-    def __init__(self, lt: LayerType, out_q: Quantizer | None = None):
-        self.lt, self.out_q = lt, out_q
+    def __init__(self, lt: LayerType, out_q: Quantizer | None = None, act: str = "none"):
+        self.lt, self.out_q, self.act = lt, out_q, act
 
     def core(self, a: jax.Array, b: jax.Array) -> jax.Array:
-        return a + b
+        return activation(a + b, self.act)
 
     def __call__(self, a: jax.Array, b: jax.Array, key: jax.Array | None = None) -> jax.Array:
-        y = a + b
+        y = self.core(a, b)
         return y if self.out_q is None else self.out_q(y, key)
 
 
 class QPool(nnx.Module):
     """Global average pool (NHWC -> N,1,1,C); its output is quantized by its consumer."""
 
+    def __init__(self, lt: LayerType, act: str = "none"):
+        self.lt, self.act = lt, act
+
+    def core(self, x: jax.Array) -> jax.Array:
+        return activation(jnp.mean(x, axis=(1, 2), keepdims=True), self.act)
+
+    def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        return self.core(x)
+
+
+class QMaxPool(nnx.Module):
+    """Max pooling (NHWC, padding with -inf). Its input and output share one quantization grid: max commutes
+    with a monotone quantizer, so the integer network pools the producer's integers unchanged."""
+
     def __init__(self, lt: LayerType):
         self.lt = lt
 
     def core(self, x: jax.Array) -> jax.Array:
-        return jnp.mean(x, axis=(1, 2), keepdims=True)
+        t, l, b, r = self.lt.padding
+        return jax.lax.reduce_window(
+            x,
+            -jnp.inf,
+            jax.lax.max,
+            (1, *self.lt.kernel, 1),
+            (1, *self.lt.stride, 1),
+            ((0, 0), (t, b), (l, r), (0, 0)),
+        )
 
     def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
         return self.core(x)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fb_schema.topologies._topology import Topology, _Builder
 
 
@@ -141,11 +143,35 @@ def mobilenetv2(width: float = 1.0, resolution: int = 224, num_classes: int = 10
     )
 
 
-BUILTIN = {"digitsnet": digitsnet, "tinynet": tinynet, "mobilenetv1": mobilenetv1, "mobilenetv2": mobilenetv2}
+BUILTIN: dict[str, Callable[..., Topology]] = {
+    "digitsnet": digitsnet,
+    "tinynet": tinynet,
+    "mobilenetv1": mobilenetv1,
+    "mobilenetv2": mobilenetv2,
+}
 
 
 def get_topology(name: str, **params) -> Topology:
     """A built-in topology by name; unknown names list the known ones."""
     if name not in BUILTIN:
-        raise ValueError(f"unknown network {name!r}; built in: {', '.join(sorted(BUILTIN))}")
+        raise ValueError(
+            f"unknown network {name!r}; built in: {', '.join(sorted(BUILTIN))} (or give a topology file path)"
+        )
     return BUILTIN[name](**params)
+
+
+def resolve_topology(name: str, **params) -> Topology:
+    """A built-in network by name, or a topology file by path (``*.json`` or any existing file).
+
+    ``params`` apply to built-in networks only; a topology file takes none (except a ``num_classes`` equal to
+    its own).
+    """
+    from fb_schema.topologies._file import is_topology_path, load_topology
+
+    if not is_topology_path(name):
+        return get_topology(name, **params)
+    topology = load_topology(name)
+    extra = {k: v for k, v in params.items() if not (k == "num_classes" and v == topology.num_classes)}
+    if extra:
+        raise ValueError(f"{name}: a topology file takes no {', '.join(sorted(extra))} parameter")
+    return topology

@@ -7,21 +7,31 @@ from dataclasses import dataclass, field
 from fb_schema._layer_type import LayerType
 
 INPUT = "input"
-ACTIVATIONS = ("relu6", "none")
+ACTIVATIONS = ("relu", "relu6", "none")
+LAYOUTS = ("nhwc", "nchw")
+BIASED_OPS = ("conv2d", "depthwise_conv2d", "linear")
 
 
 @dataclass(frozen=True)
 class TopologyLayer:
     """One layer. Its output tensor carries the layer's name; ``inputs`` names tensors (``"input"`` = image).
 
-    ``act`` is the activation that follows it: ``relu6`` (output unsigned) or ``none`` (output signed, e.g. the
-    MobileNetV2 projection and the classifier).
+    ``act`` is the activation that follows it: ``relu`` (unbounded in float; the output quantizer clips it),
+    ``relu6`` (both output unsigned) or ``none`` (output signed, e.g. the MobileNetV2 projection and the
+    classifier). On an ``add`` it follows the sum (ResNet's post-add ReLU). ``bias``: the conv carries a bias
+    and no BatchNorm (a conv with BN folded in, as exporters write it); a conv without one is followed by
+    BatchNorm. Linear layers always carry a bias.
     """
 
     name: str
     layer_type: LayerType
     inputs: tuple[str, ...]
     act: str = "relu6"
+    bias: bool = False
+
+    def __post_init__(self) -> None:
+        if self.layer_type.op == "linear" and not self.bias:
+            object.__setattr__(self, "bias", True)
 
     @property
     def op(self) -> str:
@@ -46,14 +56,27 @@ class Topology:
     num_classes: int
     layers: tuple[TopologyLayer, ...]
     params: dict = field(default_factory=dict, compare=False)
+    input_layout: str = "nhwc"  # the layout of the user's data and original model (models compute NHWC)
+    input_range: tuple[float, float] = (0.0, 1.0)  # the input quantizer's range: signed symmetric if lo < 0
 
     def __post_init__(self) -> None:
+        if self.input_layout not in LAYOUTS:
+            raise ValueError(f"{self.name}: input_layout must be one of {LAYOUTS}, got {self.input_layout!r}")
+        lo, hi = self.input_range
+        if not lo < hi or hi <= 0:
+            raise ValueError(f"{self.name}: input_range must be (lo, hi) with lo < hi and hi > 0, got {lo, hi}")
+        if not self.layers:
+            raise ValueError(f"{self.name}: a topology needs at least one layer")
         shapes: dict[str, tuple[int, int, int]] = {INPUT: self.input_shape}
         for layer in self.layers:
             if layer.name in shapes:
                 raise ValueError(f"{self.name}: duplicate tensor name {layer.name!r}")
             if layer.act not in ACTIVATIONS:
                 raise ValueError(f"{self.name}: {layer.name}: act must be one of {ACTIVATIONS}")
+            if layer.bias and layer.op not in BIASED_OPS:
+                raise ValueError(f"{self.name}: {layer.name}: {layer.op} takes no bias")
+            if layer.op in ("avgpool", "maxpool") and layer.act == "relu6":
+                raise ValueError(f"{self.name}: {layer.name}: a pool takes act relu or none")
             lt = layer.layer_type
             expected = (lt.in_h, lt.in_w, lt.in_ch)
             want_inputs = 2 if lt.op == "add" else 1
@@ -68,6 +91,11 @@ class Topology:
                 if got != expected:
                     raise ValueError(f"{self.name}: {layer.name}: input {src!r} has shape {got}, expects {expected}")
             shapes[layer.name] = (*lt.out_hw, lt.out_ch)
+        if self.layers[-1].op != "linear":
+            raise ValueError(f"{self.name}: the last layer must be the linear classifier, got {self.layers[-1].op}")
+        if self.layers[-1].layer_type.out_ch != self.num_classes:
+            raise ValueError(f"{self.name}: the classifier has {self.layers[-1].layer_type.out_ch} outputs, "
+                             f"expected num_classes = {self.num_classes}")  # fmt: skip
 
     def layer(self, name: str) -> TopologyLayer:
         for layer in self.layers:
@@ -101,6 +129,17 @@ class Topology:
     def output(self) -> str:
         return self.layers[-1].name
 
+    @property
+    def input_signed(self) -> bool:
+        """Whether the input quantizer is signed (symmetric around 0): the input range reaches below 0."""
+        return self.input_range[0] < 0
+
+    @property
+    def input_threshold(self) -> float:
+        """The input quantizer's clipping threshold: ``max(|lo|, hi)`` signed, ``hi`` unsigned."""
+        lo, hi = self.input_range
+        return max(-lo, hi) if lo < 0 else hi
+
 
 class _Builder:
     """Appends layers while tracking the current tensor and its shape."""
@@ -108,23 +147,36 @@ class _Builder:
     def __init__(self, h: int, w: int, c: int):
         self.layers: list[TopologyLayer] = []
         self.tensor, self.shape = INPUT, (h, w, c)
+        self.input_shape = (h, w, c)
 
-    def _push(self, name: str, lt: LayerType, inputs: tuple[str, ...], act: str) -> str:
-        self.layers.append(TopologyLayer(name, lt, inputs, act))
+    def _push(self, name: str, lt: LayerType, inputs: tuple[str, ...], act: str, bias: bool = False) -> str:
+        self.layers.append(TopologyLayer(name, lt, inputs, act, bias))
         self.tensor, self.shape = name, (*lt.out_hw, lt.out_ch)
         return name
 
-    def conv(self, name: str, out_ch: int, kernel: int = 1, stride: int = 1, act: str = "relu6") -> str:
-        h, w, c = self.shape
-        return self._push(name, LayerType.conv2d(h, w, c, out_ch, kernel, stride), (self.tensor,), act)
+    def conv(self, name: str, out_ch: int, kernel=1, stride=1, act: str = "relu6", padding=None, bias=False,
+             src: str | None = None) -> str:  # fmt: skip
+        src = self.tensor if src is None else src
+        h, w, c = self.shapes()[src]
+        lt = LayerType.conv2d(h, w, c, out_ch, kernel, stride, padding)
+        return self._push(name, lt, (src,), act, bias)
 
-    def depthwise(self, name: str, kernel: int = 3, stride: int = 1) -> str:
+    def depthwise(self, name: str, kernel=3, stride=1, act: str = "relu6", padding=None, bias=False) -> str:
         h, w, c = self.shape
-        return self._push(name, LayerType.depthwise(h, w, c, kernel, stride), (self.tensor,), "relu6")
+        return self._push(name, LayerType.depthwise(h, w, c, kernel, stride, padding), (self.tensor,), act, bias)
 
-    def add(self, name: str, skip: str) -> str:
+    def add(self, name: str, skip: str, act: str = "none") -> str:
         h, w, c = self.shape
-        return self._push(name, LayerType.add(h, w, c), (skip, self.tensor), "none")
+        return self._push(name, LayerType.add(h, w, c), (skip, self.tensor), act)
+
+    def maxpool(self, name: str, kernel=2, stride=None, padding=(0, 0, 0, 0)) -> str:
+        h, w, c = self.shape
+        return self._push(name, LayerType.maxpool(h, w, c, kernel, stride, padding), (self.tensor,), "none")
+
+    def shapes(self) -> dict[str, tuple[int, int, int]]:
+        out = {INPUT: self.input_shape}
+        out.update({layer.name: (*layer.layer_type.out_hw, layer.layer_type.out_ch) for layer in self.layers})
+        return out
 
     def global_pool(self, name: str = "pool") -> str:
         h, w, c = self.shape

@@ -36,10 +36,10 @@ class Quantizer(nnx.Module):
 
     bits: int | None = None
 
-    def __init__(self, signed: bool, is_weight: bool, t: float = 6.0):
+    def __init__(self, signed: bool, is_weight: bool, t: float = 6.0, act_range: bool = True):
         self.signed = signed
         self.is_weight = is_weight
-        if not is_weight:
+        if act_range and not is_weight:  # activations keep a calibrated range, unless the subclass learns its own
             self.t = ActRange(jnp.asarray(t, jnp.float32))
 
     def threshold(self, x: jax.Array) -> jax.Array:
@@ -133,8 +133,7 @@ class TQTQuant(Quantizer):
     """Generalized TQT at ``bits``: threshold ``2^log_t`` learned (per channel for weights)."""
 
     def __init__(self, bits: int, signed: bool, is_weight: bool, t: float | np.ndarray = 6.0):
-        super().__init__(signed, True)  # no ActRange: the threshold is the learned log_t
-        self.is_weight = is_weight
+        super().__init__(signed, is_weight, act_range=False)  # the threshold is the learned log_t
         self.bits = bits
         self.log_t = LogThreshold(jnp.log2(jnp.asarray(t, jnp.float32)))
 

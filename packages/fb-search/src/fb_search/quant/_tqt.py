@@ -41,7 +41,8 @@ def tqt_quant(x: jax.Array, log_t: jax.Array, bits: int, signed: bool) -> jax.Ar
 
     Returns:
       ``lo + eps * round((clip(x, lo, hi) - lo) / eps)``. Gradients: ``g * 1[lo <= x < hi]`` to ``x`` and
-      ``ln2 * sum(g * (hi if x >= hi, lo if x < lo, q - x otherwise))`` to ``log_t`` (spec section 7.2).
+      ``ln2 * sum(g * (hi if x >= hi, lo if x < lo, q - x otherwise))`` to ``log_t``
+      (QuantLab's ``TQTQuantFunc.backward``).
     """
     return fake_quant(x, *grid(jnp.exp2(_expand(log_t, x.ndim)), bits, signed))
 
@@ -64,7 +65,12 @@ tqt_quant.defvjp(_fwd, _bwd)
 
 
 def tqt_quant_autodiff(x: jax.Array, log_t: jax.Array, bits: int, signed: bool) -> jax.Array:
-    """The same quantizer written with a straight-through round only; autodiff gives the same gradients."""
+    """The same forward written with a straight-through round only, for checking ``tqt_quant``.
+
+    Autodiff gives ``tqt_quant``'s gradients everywhere except where ``x`` lies exactly on a clip bound: there
+    ``jnp.clip`` passes (part of) the gradient to ``x`` and ``log_t`` by its own tie convention, while the
+    hand-written backward counts ``x == hi`` as clipped and ``x == lo`` as inside.
+    """
     lo, hi, eps = grid(jnp.exp2(_expand(log_t, x.ndim)), bits, signed)
     u = (jnp.clip(x, lo, hi) - lo) / eps
     return lo + eps * (u + jax.lax.stop_gradient(jnp.round(u) - u))
