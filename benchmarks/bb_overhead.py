@@ -1,17 +1,23 @@
-"""Bayesian Bits training-step overhead: BB step / float step, and grouped / taps depthwise step.
+"""Training-step speed: our float and Bayesian Bits steps against PyTorch's float step on the same network.
 
-Same net, batch and jit for both members of a pair; the steps are interleaved in one process and the median of
-the repeats is reported (this machine's speed drifts, so only interleaved ratios are meaningful).
+Our steps are the jitted step ``fb_search.train`` runs (``fb_search._train._train_step``) with the MobileNetV1
+ImageNet recipe's optimizers (SGD with momentum; BB: + Adam on the gates) and a 1000-class head; PyTorch's is
+``benchmarks/torch_reference.py`` (float32 NCHW eager, SGD with momentum, 2 threads), timed only when torch is
+installed. Random inputs, the steps interleaved in one process, medians of the repeats (the machine is shared:
+only ratios measured in one run mean anything).
 
-    .venv/bin/python benchmarks/bb_overhead.py [--repeats 20]
+    .venv/bin/python benchmarks/bb_overhead.py --model mobilenetv1-0.25@128 --batch 32 [--repeats 10]
 
-Prints ``ratio BB/float <model>: X.XX`` for digitsnet and MobileNetV1-0.25@128, and
-``ratio grouped/taps <model>: X.XX``. Goal: BB/float <= 1.3.
+Prints each step in ms and as a ratio to PyTorch's float step, and BB/float. Goals: float <= 1.2x and BB <= 1.45x
+PyTorch's float step.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
+from pathlib import Path
 
 import click
 import jax
@@ -19,25 +25,38 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from fb_schema.topologies import digitsnet, mobilenetv1
-from fb_search import OptSpec, QNet
-from fb_search._train import _train_step
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch_reference  # noqa: E402
+
+from fb_schema.topologies import digitsnet, mobilenetv1  # noqa: E402
+from fb_search import QNet  # noqa: E402
+from fb_search._train import _train_step  # noqa: E402
+from fb_search.recipes import get_recipe  # noqa: E402
 
 MODELS = {
-    "digitsnet": (digitsnet, {}, 64),
-    "mobilenetv1-0.25@128": (mobilenetv1, {"width": 0.25, "resolution": 128}, 16),
+    "digitsnet": (digitsnet, {}),
+    "mobilenetv1-0.25@128": (mobilenetv1, {"width": 0.25, "resolution": 128}),
+    "mobilenetv1-0.75@224": (mobilenetv1, {"width": 0.75, "resolution": 224}),
 }
 
 
-def _stepper(topology, mode: str, dw_impl: str, batch: int):
-    model = QNet(topology, mode, dw_impl=dw_impl, rngs=nnx.Rngs(0))
+def jax_stepper(topology, mode: str, batch: int, dw_impl: str | None = None, dtype: str = "float32"):
+    """One step of ``fb_search.train``'s jitted step (float or BB search) on random data; returns its seconds."""
+    recipe = get_recipe("mnv1_imagenet")
+    extra = {} if dtype == "float32" else {"compute_dtype": dtype}
+    extra |= {} if dw_impl is None else {"dw_impl": dw_impl}
+    model = QNet(topology, mode, bb=recipe.BB, rngs=nnx.Rngs(0), **extra)
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx, step = _train_step(graphdef, OptSpec(batch_size=batch), 1000, mode == "bb")
+    spec = (recipe.SEARCH if mode == "bb" else recipe.FLOAT).__class__(
+        **{**(recipe.SEARCH if mode == "bb" else recipe.FLOAT).__dict__, "batch_size": batch}
+    )
+    tx, step = _train_step(graphdef, spec, 1000, mode == "bb")
     state = [params, rest, tx.init(params)]
     h, w, c = topology.input_shape
     x = jax.random.uniform(jax.random.key(0), (batch, h, w, c))
-    y = jnp.zeros((batch,), jnp.int32)
+    y = jax.random.randint(jax.random.key(1), (batch,), 0, topology.num_classes)
     mu = jnp.float32(0.01)
 
     def run(i: int) -> float:
@@ -51,29 +70,46 @@ def _stepper(topology, mode: str, dw_impl: str, batch: int):
     return run
 
 
-def compare(a, b, repeats: int) -> float:
-    ta, tb = [], []
+def interleave(steppers: dict, repeats: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall seconds and median process CPU seconds of each stepper, run round-robin ``repeats`` times.
+
+    CPU time (all threads of this process) is the steadier number on an oversubscribed machine, where wall time
+    mostly measures the scheduler; on an idle machine with 2 threads it is about twice the wall time.
+    """
+    wall = {k: [] for k in steppers}
+    cpu = {k: [] for k in steppers}
     for i in range(repeats):
-        ta.append(a(i + 1))
-        tb.append(b(i + 1))
-    return float(np.median(ta) / np.median(tb)), float(np.median(ta)), float(np.median(tb))
+        for k, fn in steppers.items():
+            c = time.process_time()
+            wall[k].append(fn(i + 1))
+            cpu[k].append(time.process_time() - c)
+    return {k: float(np.median(v)) for k, v in wall.items()}, {k: float(np.median(v)) for k, v in cpu.items()}
 
 
 @click.command()
-@click.option("--repeats", default=20, show_default=True)
-@click.option("--model", "models", multiple=True, type=click.Choice(list(MODELS)), default=list(MODELS))
-def main(repeats: int, models: tuple[str, ...]) -> None:
+@click.option("--model", "models", multiple=True, type=click.Choice(list(MODELS)), default=["mobilenetv1-0.25@128"])
+@click.option("--batch", default=32, show_default=True)
+@click.option("--repeats", default=10, show_default=True)
+@click.option("--no-torch", is_flag=True, help="Leave out PyTorch's float step even if torch is installed.")
+def main(models: tuple[str, ...], batch: int, repeats: int, no_torch: bool) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", str(torch_reference.THREADS))
+    with_torch = torch_reference.available() and not no_torch
     for name in models:
-        fn, params, batch = MODELS[name]
-        topology = fn(**params, num_classes=10)
-        ratio, tb, tf = compare(
-            _stepper(topology, "bb", "taps", batch), _stepper(topology, "float", "taps", batch), repeats
-        )
-        click.echo(f"ratio BB/float {name}: {ratio:.2f}  ({tb * 1e3:.1f} / {tf * 1e3:.1f} ms, batch {batch})")
-        ratio, tg, tt = compare(
-            _stepper(topology, "float", "grouped", batch), _stepper(topology, "float", "taps", batch), repeats
-        )
-        click.echo(f"ratio grouped/taps {name}: {ratio:.2f}  ({tg * 1e3:.1f} / {tt * 1e3:.1f} ms, batch {batch})")
+        fn, params = MODELS[name]
+        topology = fn(**params, num_classes=1000 if name != "digitsnet" else 10)
+        steppers = {"float": jax_stepper(topology, "float", batch), "bb": jax_stepper(topology, "bb", batch)}
+        if with_torch and name != "digitsnet":
+            steppers["torch float"] = torch_reference.make_step(params["width"], params["resolution"], batch)
+        med, cpu = interleave(steppers, repeats)
+        ref, ref_cpu = med.get("torch float"), cpu.get("torch float")
+        click.echo(f"{name} batch {batch}, median of {repeats} interleaved steps (wall; process CPU time):")
+        for k, t in med.items():
+            vs = f"  {t / ref:5.2f}x PyTorch float" if ref else ""
+            vs_cpu = f"  {cpu[k] / ref_cpu:5.2f}x" if ref_cpu else ""
+            click.echo(f"  {k:<12} {t * 1e3:8.1f} ms{vs};  CPU {cpu[k] * 1e3:8.1f} ms{vs_cpu}")
+        click.echo(f"ratio BB/float {name}: {med['bb'] / med['float']:.2f}")
+        if not ref:
+            click.echo("  (PyTorch float step not timed: pip install -r benchmarks/requirements-peer.txt)")
 
 
 if __name__ == "__main__":

@@ -124,7 +124,7 @@ def _free_bits_available(net: NetConfig, table: LatencyTable, pairs: list[Precis
             raised[layer.name] = [str(layer.precision), str(to)]
         else:
             stuck.append(layer.name)
-    extra = {"on_missing": "unavailable"}
+    extra: dict[str, object] = {"on_missing": "unavailable"}
     if raised:
         extra["raised_unavailable"] = raised
     if stuck:
