@@ -1,6 +1,12 @@
-"""Paths every test suite shares (importable as ``conftest``: pytest's ``pythonpath`` puts ``tests/`` on the path)."""
+"""Shared by every test suite: the repository's paths (importable as ``conftest``: pytest's ``pythonpath`` puts
+``tests/`` on the path) and small ONNX classifiers written with ``onnx.helper``."""
 
+from __future__ import annotations
+
+import importlib.util
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -8,3 +14,19 @@ GOLDEN = FIXTURES / "golden_tinynet.json"
 DORY_FIXTURES = FIXTURES / "dory"
 # DORY's own example models live beside the repository, referenced in place (tests skip where they are absent).
 SHARED_DORY = ROOT.parent / "shared" / "fixtures" / "dory"
+
+_BUILDERS = ROOT / "examples" / "onnx_graphs.py"
+
+
+def _load_builders():
+    spec = importlib.util.spec_from_file_location("fb_test_onnx_builders", _BUILDERS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def onnx_nets():
+    """The ``examples/onnx_graphs.py`` module (ResNet-8, DS-CNN and max-pool graphs as ``onnx.ModelProto``)."""
+    pytest.importorskip("onnx")
+    return _load_builders()

@@ -85,7 +85,7 @@ def test_unwritable_output_is_one_line(name, unwritable, inputs):
 
 def test_pipeline_unwritable_out_is_one_line(unwritable, tmp_path):
     config = tmp_path / "cfg.py"
-    config.write_text('def get_config():\n    return {"name": "ro", "network": "tinynet"}\n')
+    config.write_text('def get_config():\n    return {"name": "ro", "network": "digitsnet"}\n')
     cmd = [sys.executable, str(ROOT / "tools" / "freebits.py"), str(config), "--out", str(unwritable / "run")]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 1, out.stderr[-2000:]
