@@ -60,7 +60,7 @@ def _load_network(path: Path, requant_bits: str, max_shift: int | None = None) -
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.version_option(package_name="fb-deploy")
+@click.version_option(package_name="fb-deploy", prog_name="fb-deploy")
 def main() -> None:
     """Free Bits deployment: integer networks for DORY on PULP microcontrollers."""
 

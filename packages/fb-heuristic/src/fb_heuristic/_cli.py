@@ -38,7 +38,7 @@ def _bits(text: str) -> tuple[int, ...]:
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.version_option(package_name="fb-heuristic")
+@click.version_option(package_name="fb-heuristic", prog_name="fb-heuristic")
 def main() -> None:
     """Free-bits heuristic and configuration selection (latency tables from fb-profile)."""
 

@@ -65,7 +65,7 @@ def _fail(exc: Exception) -> click.ClickException:
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.version_option(package_name="fb-profile")
+@click.version_option(package_name="fb-profile", prog_name="fb-profile")
 def main() -> None:
     """Latency profiling for Free Bits: per-layer-type latency tables on PULP targets."""
 

@@ -127,7 +127,7 @@ def _no_progress(f):
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.version_option(package_name="fb-search")
+@click.version_option(package_name="fb-search", prog_name="fb-search")
 def main() -> None:
     """Bayesian Bits search and TQT fine-tuning (Free Bits, arXiv 2307.02894)."""
     try:
