@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,19 @@ DORY_FIXTURES = FIXTURES / "dory"
 SHARED_DORY = ROOT.parent / "shared" / "fixtures" / "dory"
 
 _BUILDERS = ROOT / "examples" / "onnx_graphs.py"
+
+
+def gvsoc_kit_missing() -> str | None:
+    """Why the tests that run DORY and GVSOC cannot run here (None: they can)."""
+    unset = [
+        v for v in ("DORY_HOME", "DORY_PYTHON", "PULP_SDK_HOME", "PULP_RISCV_GCC_TOOLCHAIN") if not os.environ.get(v)
+    ]
+    if unset:
+        return f"GVSOC kit not configured ({', '.join(unset)} unset): source PREFIX/env.sh pulp-open"
+    return None if shutil.which("gvsoc") else "gvsoc not on PATH: source PREFIX/env.sh pulp-open"
+
+
+needs_gvsoc_kit = pytest.mark.skipif(gvsoc_kit_missing() is not None, reason=gvsoc_kit_missing() or "")
 
 
 def _load_builders():

@@ -3,7 +3,6 @@ one deployed network where the GVSOC kit is configured."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from types import SimpleNamespace
 
 import click
 import pytest
-from conftest import ROOT
+from conftest import ROOT, needs_gvsoc_kit
 
 sys.path.insert(0, str(ROOT / "tools"))
 
@@ -43,16 +42,7 @@ def test_report_section():
     assert gvsoc.report_lines({"8b": {}}) == []
 
 
-def _kit_missing() -> str | None:
-    unset = [
-        v for v in ("DORY_HOME", "DORY_PYTHON", "PULP_SDK_HOME", "PULP_RISCV_GCC_TOOLCHAIN") if not os.environ.get(v)
-    ]
-    if unset:
-        return f"GVSOC kit not configured ({', '.join(unset)} unset): source PREFIX/env.sh pulp-open"
-    return None if shutil.which("gvsoc") else "gvsoc not on PATH: source PREFIX/env.sh pulp-open"
-
-
-@pytest.mark.skipif(_kit_missing() is not None, reason=_kit_missing() or "")
+@needs_gvsoc_kit
 def test_run_all_on_gvsoc(tmp_path):
     """The fixture's network exported now: every layer passes; its old export is refused, naming the add."""
     from fb_deploy import IntegerNetwork, export_dory

@@ -7,31 +7,14 @@ RISC-V GCC and puts gvsoc on PATH).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
+from conftest import needs_gvsoc_kit as needs_kit
 
 from fb_deploy._cli import main
 
 OLD = Path(__file__).resolve().parents[1] / "fixtures" / "gvsoc" / "digitsnet-8b-f1924e9"
-
-
-def kit_missing() -> str | None:
-    """Why GVSOC tests cannot run here (None: they can)."""
-    missing = [
-        v for v in ("DORY_HOME", "DORY_PYTHON", "PULP_SDK_HOME", "PULP_RISCV_GCC_TOOLCHAIN") if not os.environ.get(v)
-    ]
-    if missing:
-        return f"GVSOC kit not configured ({', '.join(missing)} unset): source PREFIX/env.sh pulp-open"
-    if shutil.which("gvsoc") is None:
-        return "gvsoc not on PATH: source PREFIX/env.sh pulp-open"
-    return None
-
-
-needs_kit = pytest.mark.skipif(kit_missing() is not None, reason=kit_missing() or "")
 
 
 @needs_kit

@@ -4,12 +4,11 @@ whole flow against stand-in executables that behave like fb-deploy, DORY and the
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import stat
 
 import pytest
 from click.testing import CliRunner
+from conftest import needs_gvsoc_kit
 
 from fb_profile import make_backend, sweep
 from fb_profile._cli import main
@@ -129,16 +128,7 @@ def test_whole_flow_with_stand_in_tools(fake_tools, tmp_path):
     assert len(logs) == len(table.entries)
 
 
-def _kit_missing() -> str | None:
-    unset = [
-        v for v in ("DORY_HOME", "DORY_PYTHON", "PULP_SDK_HOME", "PULP_RISCV_GCC_TOOLCHAIN") if not os.environ.get(v)
-    ]
-    if unset:
-        return f"GVSOC kit not configured ({', '.join(unset)} unset): source PREFIX/env.sh pulp-open"
-    return None if shutil.which("gvsoc") else "gvsoc not on PATH: source PREFIX/env.sh pulp-open"
-
-
-@pytest.mark.skipif(_kit_missing() is not None, reason=_kit_missing() or "")
+@needs_gvsoc_kit
 def test_one_point_on_the_real_gvsoc(tmp_path):
     """One point through the real fb-deploy gvsoc: the profiled layer's cycles, checksum-checked."""
     backend = make_backend("gvsoc:xpulpv2", work_dir=str(tmp_path))
