@@ -33,6 +33,7 @@ from fb_search._npz_data import check_data, data_range, load_npz_data
 from fb_search._tfds import prepare
 from fb_search._train import OptSpec, accuracy, calibrate, make_optimizer, param_labels, predict, reestimate_bn, train
 from fb_search.layers import QAdd, QConv, QLinear, QMaxPool, QPool, activation, depthwise_taps, relu6
+from fb_search.quant import QuantRule, QuantRules, QuantTensor
 
 __version__ = "0.1.0"
 
@@ -48,6 +49,9 @@ __all__ = [
     "QNet",
     "QMaxPool",
     "QPool",
+    "QuantRule",
+    "QuantRules",
+    "QuantTensor",
     "activation",
     "accuracy",
     "calibrate",

@@ -65,6 +65,8 @@ def load_into(model: nnx.Module, state: dict) -> list[str]:
     src = _flat(state)
     missing, fresh = [], []
     for path, value in _flat(own).items():
+        if path[-1] == "levels":
+            continue  # a quantizer's bit width: the model's NetConfig decides it, never the checkpoint
         if path in src and np.shape(src[path]) == np.shape(value):
             _set(own, path, np.asarray(src[path], dtype=np.asarray(value).dtype))
         elif path[-1] == "log_t" and path[-2] != "w_q" and (*path[:-1], "t") in src:

@@ -16,7 +16,7 @@ import numpy as np
 
 from fb_schema import LatencyTable, MissingLatencyError, Precision
 from fb_schema.topologies import Topology
-from fb_search.quant import PRECS, BBQuant, precision_probs
+from fb_search.quant import PRECS, BBQuant, grid_levels, precision_probs
 
 OBJECTIVES = ("bops", "latency", "both")
 
@@ -61,9 +61,8 @@ def _marginal(q) -> tuple[jnp.ndarray, object | None]:
     """(distribution over PRECS, the gates it comes from or None) of one quantizer."""
     if isinstance(q, BBQuant):
         return precision_probs(q.phi[...], q.temperature), q.phi
-    onehot = np.zeros(len(PRECS), np.float32)
-    onehot[PRECS.index(q.bits)] = 1.0
-    return jnp.asarray(onehot), None
+    levels = np.asarray([grid_levels(b) for b in PRECS])  # q's bit width is state, traced in the train step
+    return (jnp.asarray(levels) == q.levels[...]).astype(jnp.float32), None
 
 
 def expected_latency(layers, terms) -> jnp.ndarray:

@@ -21,7 +21,6 @@ read by several convs is locked to the first one only (QuantLab's behaviour), an
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -33,22 +32,11 @@ from fb_schema import grid as fb_grid
 from fb_schema.topologies import INPUT, Topology
 from fb_search._latency_objective import OBJECTIVES, expected_latency
 from fb_search.layers import QAdd, QConv, QLinear, QMaxPool, QPool
-from fb_search.quant import BBQuant, FixedQuant, FloatQuant, Quantizer, TQTQuant, step
+from fb_search.quant import VARIANTS, BBOptions, BBQuant, FixedQuant, FloatQuant, Quantizer, QuantRules, QuantTensor
 
 MODES = ("float", "bb", "fixed", "tqt")
-VARIANTS = ("orig", "locked")
 FIXED_BITS = 8
-
-
-@dataclass(frozen=True)
-class BBOptions:
-    """Bayesian Bits settings (QuantLab defaults: phi_0 = 2, T = 0.5, per-sample activation gates)."""
-
-    variant: str = "orig"
-    gate_init: float = 2.0
-    temperature: float = 0.5
-    per_sample: bool = True
-    quantlab_mask: bool = False
+__all__ = ["FIXED_BITS", "MODES", "VARIANTS", "BBOptions", "QNet", "check_config", "tensor_signed", "to_netconfig"]
 
 
 def tensor_signed(topology: Topology) -> dict[str, bool]:
@@ -120,6 +108,95 @@ def check_config(config: NetConfig, topology: Topology, allowed_bits=DEFAULT_BIT
             raise ValueError(f"{where}: layer {layer.name}: b_in is fixed at {FIXED_BITS}, got {cfg.b_in}")
 
 
+def _rules_for(mode: str, config: NetConfig | None, bb: BBOptions | None, rules: QuantRules | None) -> QuantRules:
+    """Check QNet's arguments; the rules to build with."""
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
+    if (mode in ("fixed", "tqt")) != (config is not None):
+        raise ValueError(f"mode {mode!r}: a NetConfig is {'required' if config is None else 'not accepted'}")
+    if rules is None:
+        rules = QuantRules.default(mode, bb)
+    elif bb is not None and bb != rules.bb:
+        raise ValueError("bb: with rules, give the Bayesian Bits options as rules.bb")
+    if rules.bb.variant not in VARIANTS:
+        raise ValueError(f"variant: expected one of {', '.join(VARIANTS)}, got {rules.bb.variant!r}")
+    return rules
+
+
+def _block(layer, rules: QuantRules, cfg: dict, dw_impl: str, rngs: nnx.Rngs) -> nnx.Module:
+    """The module of one layer; a conv/linear gets its weight quantizer here, its input quantizer later."""
+    lt = layer.layer_type
+    if lt.op == "add":
+        return QAdd(lt, act=layer.act)
+    if lt.op == "maxpool":
+        return QMaxPool(lt)
+    if lt.op not in ("conv2d", "depthwise_conv2d", "linear"):
+        return QPool(lt, layer.act)
+    bits = cfg[layer.name].b_wt if cfg else FIXED_BITS
+    first = layer.inputs == (INPUT,)  # the first layer's weights stay at their configured/8 bits, never searched
+    spec = QuantTensor(layer.name, bits, first, True, True, np.ones((lt.out_ch,), np.float32))
+    w_q = rules.quantizer(spec)
+    if lt.op == "linear":
+        return QLinear(lt, None, w_q, layer.act, rngs=rngs)
+    return QConv(lt, None, w_q, layer.act, rngs=rngs, dw_impl=dw_impl, use_bias=layer.bias)
+
+
+def _input_quantizer(topology: Topology, mode: str) -> Quantizer:
+    """The 8-bit input over the topology's range, never trained; float mode computes on it unchanged."""
+    t_in = float(topology.input_threshold)
+    if mode != "float":
+        return FixedQuant(FIXED_BITS, topology.input_signed, False, t_in)
+    q = FloatQuant(topology.input_signed, False, t_in)
+    q.calibrate_skip = True
+    return q
+
+
+def _activation_quantizer(
+    topology: Topology, tensor: str, rules: QuantRules, cfg: dict, layers: dict, signed: bool, owners: dict
+) -> Quantizer:
+    """The quantizer of a layer output: at its first conv/linear reader's ``b_in`` (locked variant: sharing
+    that reader's weight gates), or, read only by adds/pools, at the precision the add needs."""
+    users = owners[tensor]
+    if not users:
+        bits = adder_partner_bits(topology, tensor, owners, cfg) if cfg else FIXED_BITS
+        return rules.quantizer(QuantTensor(tensor, bits, True, signed, False))
+    owner = users[0]
+    fixed = topology.b_in_fixed(owner)
+    bits = cfg[owner].b_in if cfg else FIXED_BITS
+    lock = rules.bb.variant == "locked" and not fixed
+    phi = getattr(layers[owner].w_q, "phi", None) if lock else None
+    return rules.quantizer(QuantTensor(owner, bits, fixed, signed, False, 6.0, phi))
+
+
+def _attach_activation_quantizers(
+    topology: Topology, mode: str, rules: QuantRules, cfg: dict, layers: dict
+) -> tuple[tuple[str, str, str], ...]:
+    """Give every tensor its quantizer (a reader's ``in_q`` or the producer's ``out_q``); returns the
+    ``(tensor, module, attribute)`` table of where each tensor's quantizer lives."""
+    signed, owners = tensor_signed(topology), tensor_owners(topology)
+    pooled = maxpool_sources(topology)
+    tensor_q = []
+    for tensor in (INPUT, *(layer.name for layer in topology.layers if layer.name != topology.output)):
+        if tensor in pooled:
+            continue  # quantized by its max pool's quantizer (below)
+        if tensor == INPUT:
+            q = _input_quantizer(topology, mode)
+        else:
+            q = _activation_quantizer(topology, tensor, rules, cfg, layers, signed[tensor], owners)
+        users = owners[tensor]
+        if users:
+            for user in users:
+                layers[user].in_q = nnx.data(q)
+            tensor_q.append((tensor, users[0], "in_q"))
+        else:
+            layers[tensor].out_q = nnx.data(q)
+            tensor_q.append((tensor, tensor, "out_q"))
+    for tensor, pool in reversed(pooled.items()):  # chains of pools resolve from the last one
+        owner = next(entry for entry in tensor_q if entry[0] == pool)
+        tensor_q.append((tensor, owner[1], owner[2]))
+    return tuple(tensor_q)
+
+
 class QNet(nnx.Module):
     """A quantized network from a topology (see the module docstring for ``mode``).
 
@@ -127,8 +204,10 @@ class QNet(nnx.Module):
       topology: an ``fb_schema.topologies`` network.
       mode: ``float``, ``bb``, ``fixed`` or ``tqt``.
       config: the NetConfig giving the precisions (``fixed`` and ``tqt`` only).
-      bb: Bayesian Bits options (``bb`` only).
+      bb: Bayesian Bits options (``bb`` only; with ``rules``, give them as ``rules.bb``).
       dw_impl: depthwise implementation, ``taps`` (fast training on CPU) or ``grouped`` (export).
+      rules: which quantizer each weight and activation gets (:class:`fb_search.quant.QuantRules`); default
+        ``QuantRules.default(mode, bb)``, the mode's own choice. The network input is always the 8-bit grid.
       rngs: parameter initialization.
     """
 
@@ -137,20 +216,16 @@ class QNet(nnx.Module):
         topology: Topology,
         mode: str = "float",
         config: NetConfig | None = None,
-        bb: BBOptions = BBOptions(),
+        bb: BBOptions | None = None,
         dw_impl: str = "taps",
+        rules: QuantRules | None = None,
         *,
         rngs: nnx.Rngs,
     ):
-        if mode not in MODES:
-            raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
-        if bb.variant not in VARIANTS:
-            raise ValueError(f"variant: expected one of {', '.join(VARIANTS)}, got {bb.variant!r}")
-        if (mode in ("fixed", "tqt")) != (config is not None):
-            raise ValueError(f"mode {mode!r}: a NetConfig is {'required' if config is None else 'not accepted'}")
+        rules = _rules_for(mode, config, bb, rules)
         if config is not None:
             check_config(config, topology)
-        self.network, self.mode, self.variant = topology.name, mode, bb.variant
+        self.network, self.mode, self.variant = topology.name, mode, rules.bb.variant
         self.input_shape = tuple(topology.input_shape)
         self.graph = tuple((layer.name, layer.op, layer.inputs) for layer in topology.layers)
         self.output = topology.output
@@ -158,67 +233,8 @@ class QNet(nnx.Module):
         self.mac_ratio = tuple((name, m / max(macs.values())) for name, m in macs.items())
         self.macs = tuple(macs.items())
         cfg = {c.name: c for c in config.layers} if config is not None else {}
-        signed, owners = tensor_signed(topology), tensor_owners(topology)
-
-        def quantizer(bits: int, fixed: bool, is_signed: bool, is_weight: bool, t=6.0, phi=None) -> Quantizer:
-            if mode == "float":
-                return FloatQuant(is_signed, is_weight, t)
-            if mode == "tqt":
-                return TQTQuant(bits, is_signed, is_weight, t)
-            if mode == "fixed" or fixed:
-                return FixedQuant(bits, is_signed, is_weight, t)
-            return BBQuant(is_signed, is_weight, t, phi, bb.gate_init, bb.temperature, bb.per_sample, bb.quantlab_mask)
-
-        layers: dict[str, nnx.Module] = {}
-        for layer in topology.layers:
-            lt = layer.layer_type
-            if lt.op in ("conv2d", "depthwise_conv2d", "linear"):
-                first = layer.inputs == (INPUT,)
-                bits = cfg[layer.name].b_wt if cfg else FIXED_BITS
-                w_q = quantizer(bits, first, True, True, np.ones((lt.out_ch,), np.float32))
-                cls = QConv if lt.op != "linear" else QLinear
-                kwargs = {"dw_impl": dw_impl, "use_bias": layer.bias} if cls is QConv else {}
-                layers[layer.name] = cls(lt, None, w_q, layer.act, rngs=rngs, **kwargs)
-            elif lt.op == "add":
-                layers[layer.name] = QAdd(lt, act=layer.act)
-            elif lt.op == "maxpool":
-                layers[layer.name] = QMaxPool(lt)
-            else:
-                layers[layer.name] = QPool(lt, layer.act)
-        pooled = maxpool_sources(topology)
-        tensor_q = []
-        for tensor in (INPUT, *(layer.name for layer in topology.layers if layer.name != self.output)):
-            users = owners[tensor]
-            if tensor in pooled:
-                continue  # quantized by its max pool's quantizer (below)
-            if tensor == INPUT:
-                # the 8-bit input over the topology's range, never trained; float mode computes on it unchanged
-                t_in = float(topology.input_threshold)
-                q = FixedQuant(FIXED_BITS, topology.input_signed, False, t_in)
-                if mode == "float":
-                    q = FloatQuant(topology.input_signed, False, t_in)
-                    q.calibrate_skip = True
-            elif users:
-                owner = users[0]
-                fixed = topology.b_in_fixed(owner)
-                bits = cfg[owner].b_in if cfg else FIXED_BITS
-                lock = mode == "bb" and bb.variant == "locked" and not fixed
-                phi = layers[owner].w_q.phi if lock else None
-                q = quantizer(bits, fixed, signed[tensor], False, 6.0, phi)
-            else:
-                bits = adder_partner_bits(topology, tensor, owners, cfg) if cfg else FIXED_BITS
-                q = quantizer(bits, True, signed[tensor], False)
-            if users:
-                for user in users:
-                    layers[user].in_q = nnx.data(q)
-                tensor_q.append((tensor, users[0], "in_q"))
-            else:
-                layers[tensor].out_q = nnx.data(q)
-                tensor_q.append((tensor, tensor, "out_q"))
-        for tensor, pool in reversed(pooled.items()):  # chains of pools resolve from the last one
-            owner = next(entry for entry in tensor_q if entry[0] == pool)
-            tensor_q.append((tensor, owner[1], owner[2]))
-        self.tensor_q = tuple(tensor_q)
+        layers = {layer.name: _block(layer, rules, cfg, dw_impl, rngs) for layer in topology.layers}
+        self.tensor_q = _attach_activation_quantizers(topology, mode, rules, cfg, layers)
         self.layers = nnx.Dict(layers)
 
     # -- forward ----------------------------------------------------------------------------------------------
@@ -261,10 +277,10 @@ class QNet(nnx.Module):
         if self.mode not in ("fixed", "tqt"):
             return xs
         quants = [self.quantizer_of(t) for t in inputs]
-        steps = [step(q.threshold(None), q.bits, q.signed) for q in quants]
+        steps = [q.grid(q.threshold(None))[2] for q in quants]  # traced precisions: see Quantizer.grid
         common = functools.reduce(
             jnp.maximum,
-            [s * max_abs(q.bits, q.signed) / max_abs(ADDER_BITS, q.signed) for s, q in zip(steps, quants)],
+            [s * q.max_abs() / max_abs(ADDER_BITS, q.signed) for s, q in zip(steps, quants)],
         )
         out = []
         for x, q in zip(xs, quants):

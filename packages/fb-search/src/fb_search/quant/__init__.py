@@ -1,4 +1,5 @@
-"""Quantizers: QuantLab grids, Bayesian Bits (nested 2->4->8 residuals, hard-concrete gates), generalized TQT."""
+"""Quantizers: QuantLab grids, Bayesian Bits (nested 2->4->8 residuals, hard-concrete gates), generalized TQT,
+and the rules that choose a quantizer for each tensor of a network."""
 
 from fb_search.quant._bayesian_bits import (
     HC_HI,
@@ -16,30 +17,39 @@ from fb_search.quant._bayesian_bits import (
     p_zero,
     precision_probs,
 )
-from fb_search.quant._grids import fake_quant, fq_ste, grid, int_range, step, weight_threshold
+from fb_search.quant._grids import fake_quant, fq_ste, grid, grid_levels, int_range, level_grid, step, weight_threshold
 from fb_search.quant._modules import (
     ActRange,
     BBQuant,
     FixedQuant,
     FloatQuant,
     Gates,
+    Levels,
     LogThreshold,
     Quantizer,
     TQTQuant,
 )
-from fb_search.quant._tqt import tqt_grad_normalizer, tqt_quant, tqt_quant_autodiff
+from fb_search.quant._rules import KINDS, VARIANTS, BBOptions, QuantRule, QuantRules, QuantTensor
+from fb_search.quant._tqt import tqt_grad_normalizer, tqt_quant, tqt_quant_autodiff, tqt_quant_levels
 
 __all__ = [
     "HC_HI",
     "HC_LO",
+    "KINDS",
     "PRECS",
     "TEST_THRESHOLD",
+    "VARIANTS",
     "ActRange",
+    "BBOptions",
     "BBQuant",
     "FixedQuant",
     "FloatQuant",
     "Gates",
+    "Levels",
     "LogThreshold",
+    "QuantRule",
+    "QuantRules",
+    "QuantTensor",
     "Quantizer",
     "TQTQuant",
     "bb_layer_reg",
@@ -51,8 +61,10 @@ __all__ = [
     "gate_cost",
     "gates_on",
     "grid",
+    "grid_levels",
     "hc_sample",
     "int_range",
+    "level_grid",
     "p_nonzero",
     "precision_probs",
     "p_zero",
@@ -60,5 +72,6 @@ __all__ = [
     "tqt_grad_normalizer",
     "tqt_quant",
     "tqt_quant_autodiff",
+    "tqt_quant_levels",
     "weight_threshold",
 ]

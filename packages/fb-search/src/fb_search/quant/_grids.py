@@ -13,8 +13,34 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from fb_schema import grid as schema_grid
+
+
+def grid_levels(bits: int) -> np.float32:
+    """The level count ``2^b`` of a ``b``-bit grid as an exact float32 host value.
+
+    Quantizer modules keep this value as state (:class:`fb_search.quant.Levels`) rather than the bit width as a
+    Python int, so that networks differing only in precisions share one compiled program. It is computed here on
+    the host (exact for ``b <= 24``) instead of with ``exp2`` on the device, whose result need not be exact.
+    """
+    if not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 24:
+        raise ValueError(f"bits: expected an integer in 1..24, got {bits!r}")
+    return np.float32(2**bits)
+
+
+def level_grid(t: jax.Array, levels: jax.Array | float, signed: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """:func:`grid` with the level count ``2^b`` given as a (possibly traced) float32 value.
+
+    ``levels - 1`` and ``levels / 2`` stay exact in float32 for any ``levels = 2^b`` (``b <= 24``), so the grid
+    is the one :func:`grid` computes from the Python int.
+    """
+    if signed:
+        eps = 2.0 * t / levels
+        lo = -t
+        return lo, lo + (levels - 1) * eps, eps
+    return jnp.zeros_like(t), t, t / (levels - 1)
 
 
 def grid(t: jax.Array, bits: int, signed: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -28,12 +54,7 @@ def grid(t: jax.Array, bits: int, signed: bool) -> tuple[jax.Array, jax.Array, j
     Returns:
       lower bound, upper bound and step of the grid.
     """
-    levels = 2**bits
-    if signed:
-        eps = 2.0 * t / levels
-        lo = -t
-        return lo, lo + (levels - 1) * eps, eps
-    return jnp.zeros_like(t), t, t / (levels - 1)
+    return level_grid(t, 2**bits, signed)
 
 
 def int_range(bits: int, signed: bool) -> tuple[int, int]:

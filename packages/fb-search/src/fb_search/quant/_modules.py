@@ -13,8 +13,8 @@ import numpy as np
 from flax import nnx
 
 from fb_search.quant import _bayesian_bits as bb
-from fb_search.quant._grids import fq_ste, grid, step, weight_threshold
-from fb_search.quant._tqt import tqt_quant
+from fb_search.quant._grids import fq_ste, grid_levels, level_grid, step, weight_threshold
+from fb_search.quant._tqt import tqt_quant_levels
 
 CALIBRATION_QUANTILE = 0.999  # activation threshold: 99.9th percentile of the float activations
 
@@ -27,20 +27,53 @@ class LogThreshold(nnx.Param):
     """TQT's learned ``log2`` threshold."""
 
 
+class Levels(nnx.Variable):
+    """A quantizer's level count ``2^b`` (float32, exact): the bit width held as state, not as structure.
+
+    Networks that differ only in precisions then have one graph definition and share every compiled program
+    (the train step, evaluation, BatchNorm re-estimation). Not a Param, so no optimizer ever moves it, and a
+    checkpoint never overrides it (the model's NetConfig decides the precisions).
+    """
+
+
 class ActRange(nnx.Variable):
     """A calibrated, untrained activation threshold ``t`` (grid ``[0, t]`` or ``[-t, ...]``)."""
 
 
 class Quantizer(nnx.Module):
-    """Common attributes: ``signed`` grid, ``is_weight`` (per-channel ``max|w|`` threshold)."""
+    """Common attributes: ``signed`` grid, ``is_weight`` (per-channel ``max|w|`` threshold).
 
-    bits: int | None = None
+    A quantizer at a set precision keeps it as :class:`Levels` state (:meth:`set_bits`); :attr:`bits` reads it
+    back on the host (None for a float quantizer).
+    """
 
     def __init__(self, signed: bool, is_weight: bool, t: float = 6.0, act_range: bool = True):
         self.signed = signed
         self.is_weight = is_weight
         if act_range and not is_weight:  # activations keep a calibrated range, unless the subclass learns its own
             self.t = ActRange(jnp.asarray(t, jnp.float32))
+
+    def set_bits(self, bits: int) -> None:
+        """Set the bit width (a state update: the compiled programs of the network stay valid)."""
+        if hasattr(self, "levels"):
+            self.levels[...] = jnp.asarray(grid_levels(bits))
+        else:
+            self.levels = Levels(jnp.asarray(grid_levels(bits)))
+
+    @property
+    def bits(self) -> int | None:
+        """The bit width (host value; inside a traced function use :meth:`grid`)."""
+        levels = getattr(self, "levels", None)
+        return None if levels is None else int(np.asarray(levels[...])).bit_length() - 1
+
+    def grid(self, t: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """(lo, hi, eps) of the current grid at threshold ``t``, from the traced level count."""
+        return level_grid(t, self.levels[...], self.signed)
+
+    def max_abs(self) -> jax.Array:
+        """Largest integer magnitude of the grid (``fb_schema.max_abs``) as a traced float32 value."""
+        levels = self.levels[...]
+        return levels / 2 if self.signed else levels - 1
 
     def threshold(self, x: jax.Array) -> jax.Array:
         return weight_threshold(x) if self.is_weight else jax.lax.stop_gradient(self.t[...])
@@ -68,10 +101,10 @@ class FixedQuant(Quantizer):
 
     def __init__(self, bits: int, signed: bool, is_weight: bool, t: float = 6.0):
         super().__init__(signed, is_weight, t)
-        self.bits = bits
+        self.set_bits(bits)
 
     def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
-        return fq_ste(x, *grid(self.threshold(x), self.bits, self.signed))
+        return fq_ste(x, *self.grid(self.threshold(x)))
 
 
 class BBQuant(Quantizer):
@@ -134,11 +167,11 @@ class TQTQuant(Quantizer):
 
     def __init__(self, bits: int, signed: bool, is_weight: bool, t: float | np.ndarray = 6.0):
         super().__init__(signed, is_weight, act_range=False)  # the threshold is the learned log_t
-        self.bits = bits
+        self.set_bits(bits)
         self.log_t = LogThreshold(jnp.log2(jnp.asarray(t, jnp.float32)))
 
     def threshold(self, x: jax.Array | None = None) -> jax.Array:
         return jnp.exp2(self.log_t[...])
 
     def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
-        return tqt_quant(x, self.log_t[...], self.bits, self.signed)
+        return tqt_quant_levels(x, self.log_t[...], self.levels[...], self.signed)

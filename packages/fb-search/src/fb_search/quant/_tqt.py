@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fb_search.quant._grids import fake_quant, grid
+from fb_search.quant._grids import fake_quant, grid, grid_levels, level_grid
 
 LN2 = math.log(2.0)  # a Python float: no JAX work at import (jax.distributed.initialize must come first)
 
@@ -29,7 +29,6 @@ def _reduce_axes(log_t: jax.Array, ndim: int) -> tuple[int, ...]:
     return tuple(range(ndim)) if log_t.ndim == 0 else tuple(range(ndim - 1))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def tqt_quant(x: jax.Array, log_t: jax.Array, bits: int, signed: bool) -> jax.Array:
     """TQT fake-quantizer with QuantLab's hand-written backward (``TQTQuantFunc``).
 
@@ -44,24 +43,34 @@ def tqt_quant(x: jax.Array, log_t: jax.Array, bits: int, signed: bool) -> jax.Ar
       ``ln2 * sum(g * (hi if x >= hi, lo if x < lo, q - x otherwise))`` to ``log_t``
       (QuantLab's ``TQTQuantFunc.backward``).
     """
-    return fake_quant(x, *grid(jnp.exp2(_expand(log_t, x.ndim)), bits, signed))
+    return tqt_quant_levels(x, log_t, grid_levels(bits), signed)
 
 
-def _fwd(x, log_t, bits, signed):
-    lo, hi, eps = grid(jnp.exp2(_expand(log_t, x.ndim)), bits, signed)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def tqt_quant_levels(x: jax.Array, log_t: jax.Array, levels: jax.Array, signed: bool) -> jax.Array:
+    """:func:`tqt_quant` with the grid's level count ``2^b`` as a (possibly traced) float32 value.
+
+    This is what :class:`fb_search.quant.TQTQuant` calls: the bit width is module state, so fine-tuning
+    networks that differ only in precisions runs one compiled train step. ``levels`` gets a zero cotangent.
+    """
+    return fake_quant(x, *level_grid(jnp.exp2(_expand(log_t, x.ndim)), levels, signed))
+
+
+def _fwd(x, log_t, levels, signed):
+    lo, hi, eps = level_grid(jnp.exp2(_expand(log_t, x.ndim)), levels, signed)
     q = fake_quant(x, lo, hi, eps)
-    return q, (x, q, lo, hi, log_t)
+    return q, (x, q, lo, hi, log_t, levels)
 
 
-def _bwd(bits, signed, res, g):
-    x, q, lo, hi, log_t = res
+def _bwd(signed, res, g):
+    x, q, lo, hi, log_t, levels = res
     gx = jnp.where((x >= lo) & (x < hi), g, 0.0)
     contrib = jnp.where(x >= hi, g * hi, jnp.where(x < lo, g * lo, g * (q - x)))
     glogt = LN2 * jnp.sum(contrib, axis=_reduce_axes(log_t, x.ndim)).reshape(log_t.shape)
-    return gx, glogt
+    return gx, glogt, jnp.zeros_like(levels)
 
 
-tqt_quant.defvjp(_fwd, _bwd)
+tqt_quant_levels.defvjp(_fwd, _bwd)
 
 
 def tqt_quant_autodiff(x: jax.Array, log_t: jax.Array, bits: int, signed: bool) -> jax.Array:
