@@ -36,7 +36,6 @@ from fb_search.quant import VARIANTS, BBOptions, BBQuant, FixedQuant, FloatQuant
 
 MODES = ("float", "bb", "fixed", "tqt")
 FIXED_BITS = 8
-__all__ = ["FIXED_BITS", "MODES", "VARIANTS", "BBOptions", "QNet", "check_config", "tensor_signed", "to_netconfig"]
 
 
 def tensor_signed(topology: Topology) -> dict[str, bool]:

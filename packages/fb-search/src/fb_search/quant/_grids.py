@@ -33,14 +33,16 @@ def grid_levels(bits: int) -> np.float32:
 def level_grid(t: jax.Array, levels: jax.Array | float, signed: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
     """:func:`grid` with the level count ``2^b`` given as a (possibly traced) float32 value.
 
-    ``levels - 1`` and ``levels / 2`` stay exact in float32 for any ``levels = 2^b`` (``b <= 24``), so the grid
-    is the one :func:`grid` computes from the Python int.
+    ``levels - 1`` and ``levels / 2`` are exact in float32 for every ``levels = 2^b`` (``b <= 24``). The unsigned
+    step multiplies by ``1 / (levels - 1)``, which is what XLA compiles :func:`grid`'s division by the constant
+    ``2^b - 1`` into: a compiled program with traced bit widths then computes bit for bit what it computed with
+    static ones (eagerly the two differ in the last bit of the step).
     """
     if signed:
         eps = 2.0 * t / levels
         lo = -t
         return lo, lo + (levels - 1) * eps, eps
-    return jnp.zeros_like(t), t, t / (levels - 1)
+    return jnp.zeros_like(t), t, t * (1.0 / (levels - 1))
 
 
 def grid(t: jax.Array, bits: int, signed: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -54,7 +56,12 @@ def grid(t: jax.Array, bits: int, signed: bool) -> tuple[jax.Array, jax.Array, j
     Returns:
       lower bound, upper bound and step of the grid.
     """
-    return level_grid(t, 2**bits, signed)
+    levels = 2**bits
+    if signed:
+        eps = 2.0 * t / levels
+        lo = -t
+        return lo, lo + (levels - 1) * eps, eps
+    return jnp.zeros_like(t), t, t / (levels - 1)
 
 
 def int_range(bits: int, signed: bool) -> tuple[int, int]:
