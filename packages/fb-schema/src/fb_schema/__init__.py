@@ -14,6 +14,7 @@ from fb_schema._layer_type import CONFIGURABLE_OPS, NON_CONFIGURABLE_OPS, OPS, L
 from fb_schema._netconfig import NET_CONFIG_SCHEMA, LayerConfig, NetConfig
 from fb_schema._npz import npz_shapes
 from fb_schema._precision import DEFAULT_BITS, Precision, all_pairs, higher
+from fb_schema._progress import LineProgress, progress, progress_enabled
 from fb_schema._quantized_network import QUANTIZED_NETWORK_SCHEMA, QuantizedNetwork
 
 __version__ = "0.1.0"
@@ -28,6 +29,7 @@ __all__ = [
     "OPS",
     "QUANTIZED_NETWORK_SCHEMA",
     "LayerConfig",
+    "LineProgress",
     "LayerType",
     "LatencyTable",
     "MissingLatencyError",
@@ -43,6 +45,8 @@ __all__ = [
     "max_abs",
     "npz_shapes",
     "os_error_message",
+    "progress",
+    "progress_enabled",
     "read_json",
     "residual_add_step",
     "sha256_of",
