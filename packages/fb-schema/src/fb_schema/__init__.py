@@ -8,7 +8,15 @@ Quantized Neural Networks on the Edge", arXiv 2307.02894.
 
 from fb_schema._errors import MissingLatencyError, SchemaError
 from fb_schema._grids import ADDER_BITS, grid, max_abs, residual_add_step
-from fb_schema._io import canonical_json, os_error_message, read_json, sha256_of, write_atomic, write_json
+from fb_schema._io import (
+    OneLineOSErrors,
+    canonical_json,
+    os_error_message,
+    read_json,
+    sha256_of,
+    write_atomic,
+    write_json,
+)
 from fb_schema._latency_table import LATENCY_TABLE_SCHEMA, LatencyTable, Target
 from fb_schema._layer_type import CONFIGURABLE_OPS, NON_CONFIGURABLE_OPS, OPS, LayerType
 from fb_schema._netconfig import NET_CONFIG_SCHEMA, LayerConfig, NetConfig
@@ -34,6 +42,7 @@ __all__ = [
     "LatencyTable",
     "MissingLatencyError",
     "NetConfig",
+    "OneLineOSErrors",
     "Precision",
     "QuantizedNetwork",
     "SchemaError",
