@@ -38,3 +38,10 @@ def test_other_errors_and_results_pass_through():
     assert _Group(None).invoke("ctx") == "ran ctx"
     with pytest.raises(ValueError, match="not an OSError"):
         _Group(ValueError("not an OSError")).invoke("ctx")
+
+
+def test_error_line_is_the_first_line_or_the_type_name():
+    from fb_schema import error_line
+
+    assert error_line(ValueError("net.json: nodes[0]: bad\ndetails")) == "net.json: nodes[0]: bad"
+    assert error_line(KeyError()) == "KeyError"

@@ -11,6 +11,7 @@ from fb_schema._grids import ADDER_BITS, grid, max_abs, residual_add_step
 from fb_schema._io import (
     OneLineOSErrors,
     canonical_json,
+    error_line,
     os_error_message,
     read_json,
     sha256_of,
@@ -49,6 +50,7 @@ __all__ = [
     "Target",
     "all_pairs",
     "canonical_json",
+    "error_line",
     "grid",
     "higher",
     "max_abs",

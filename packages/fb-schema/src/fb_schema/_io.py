@@ -70,10 +70,15 @@ def _umask() -> int:
     return mask
 
 
+def error_line(exc: BaseException) -> str:
+    """The first line of an error's message, or its type's name where the message is empty."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def os_error_message(exc: OSError) -> str:
     """One line for a file-system error: ``"<file>: <reason>"`` (e.g. a read-only output directory)."""
     if exc.filename is None:
-        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return error_line(exc)
     return f"{exc.filename}: {exc.strerror or type(exc).__name__}"
 
 
