@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from fb_heuristic import deployable_latency, diff, format_diff, hypervolume  # noqa: E402
-from fb_schema import LatencyTable, NetConfig  # noqa: E402
+from fb_schema import LatencyTable, NetConfig, write_atomic  # noqa: E402
 from fbpipe.gvsoc import report_lines as gvsoc_report  # noqa: E402
 
 PACKAGES = ("fb-schema", "fb-heuristic", "fb-profile", "fb-search", "fb-deploy", "jax", "flax", "optax", "onnx")
@@ -166,6 +166,14 @@ def hypervolumes(results: dict[str, Any], reference: tuple[float, float]) -> dic
 
 def write_report(results: dict[str, Any], out: Path) -> str:
     """Render report.md (numbers come from ``results`` only, so report and results.json agree)."""
+    sections = (_table_one_lines, _deployability, _front_lines, _fb_effect_lines, _deployment_lines, _diff_lines,
+                _reproducibility_lines)  # fmt: skip
+    text = "\n".join(line for section in sections for line in section(results))
+    write_atomic(out / "report.md", text)
+    return text
+
+
+def _table_one_lines(results: dict[str, Any]) -> list[str]:
     lines = [
         f"# Free Bits run `{results['name']}`",
         "",
@@ -182,8 +190,12 @@ def write_report(results: dict[str, Any], out: Path) -> str:
             f"| {r['target']} | {r['row']} | `{r['config']}` | {_cycles(r['latency'])} | {_rel(r['latency_vs_8b'])} "
             f"| {pct(r['fq_accuracy'])} | {pct(r['tqt_accuracy'])} | {pct(r['integer_accuracy'])} |"
         )
-    lines += _deployability(results)
-    lines += ["", "## Pareto fronts", ""]
+    return lines
+
+
+def _front_lines(results: dict[str, Any]) -> list[str]:
+    """The Pareto plots and the hypervolume of each source's front."""
+    lines = ["", "## Pareto fronts", ""]
     for target, slug in results["slugs"].items():
         lines.append(f"![{target}](pareto_{slug}.png)")
     ref = results["hypervolume_reference"]
@@ -197,9 +209,11 @@ def write_report(results: dict[str, Any], out: Path) -> str:
     for target, hv in results["hypervolume"].items():
         cells = " | ".join(f"{hv[s]:.4f}" if s in hv else "–" for s in SOURCES)
         lines.append(f"| {target} | {cells} |")
-    lines += [
-        "",
-        "Latency tables: ![Fig. 1](fig1_throughput.png)",
+    return lines + ["", "Latency tables: ![Fig. 1](fig1_throughput.png)"]
+
+
+def _fb_effect_lines(results: dict[str, Any]) -> list[str]:
+    lines = [
         "",
         "## Free bits vs its parents",
         "",
@@ -211,7 +225,11 @@ def write_report(results: dict[str, Any], out: Path) -> str:
             f"| {f['target']} | `{f['parent']}` | `{f['child']}` | {_fb_change(f)} | "
             f"{100 * f['accuracy_change']:+.2f} | {f['layers_raised']} |"
         )
-    lines += [
+    return lines
+
+
+def _deployment_lines(results: dict[str, Any]) -> list[str]:
+    lines = [
         "",
         "## Deployment",
         "",
@@ -224,32 +242,35 @@ def write_report(results: dict[str, Any], out: Path) -> str:
             f"{'yes' if d['verified'] else 'NO'} | {pct(d['integer_accuracy'])} | "
             f"{d['argmax_disagreements']} |"
         )
-    lines += gvsoc_report(results["deployed"])
-    lines += ["", "## Per-layer diffs of the selected configurations", ""]
+    return lines + gvsoc_report(results["deployed"])
+
+
+def _diff_lines(results: dict[str, Any]) -> list[str]:
+    lines = ["", "## Per-layer diffs of the selected configurations", ""]
     for block in results["diffs"]:
         lines += [f"### `{block['config']}` vs 8b/8b on {block['target']}", "", "```", block["text"], "```", ""]
-    lines += ["## Reproducibility", "", "| config | sha256 | method | seed |", "|---|---|---|---|"]
+    return lines
+
+
+def _reproducibility_lines(results: dict[str, Any]) -> list[str]:
+    """Every config's hash, the tables every latency comes from, package versions and stage times."""
+    lines = ["## Reproducibility", "", "| config | sha256 | method | seed |", "|---|---|---|---|"]
     for cid, c in results["configs"].items():
         lines.append(f"| `{cid}` | `{c['sha256'][:16]}…` | {c['method']} | {c['seed']} |")
-    gaps = any(
-        t.get("unavailable_pairs") for t in results["tables"].values()
-    )  # the column only where it says something
+    gaps = any(t.get("unavailable_pairs") for t in results["tables"].values())  # the column only where it says so
     lines += ["", "Every latency above comes from these tables:", "",
               "| target | table | sha256 | measured on |" + (" unavailable pairs |" if gaps else ""),
               "|---|---|---|---|" + ("---:|" if gaps else "")]  # fmt: skip
     for target, t in results["tables"].items():
         lines.append(f"| {target} | `{t['path']}` | `{t['sha256'][:16]}…` | {t.get('source', 'the built-in model')} |"
                      + (f" {t.get('unavailable_pairs', 0)} |" if gaps else ""))  # fmt: skip
-    lines += [
+    return lines + [
         "",
         "Package versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()),
         "",
         "Stage times: " + ", ".join(f"{k} {v:.1f} s" for k, v in results["timings"].items()),
         "",
     ]
-    text = "\n".join(lines)
-    (out / "report.md").write_text(text)
-    return text
 
 
 def diffs_of(results: dict[str, Any], nets: dict[str, NetConfig], tables: dict[str, LatencyTable]) -> list[dict]:
