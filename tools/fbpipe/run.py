@@ -14,7 +14,8 @@ from fb_schema.topologies import resolve_topology
 from fbpipe.config import PipelineConfig
 from fbpipe.records import Records
 
-METHODS = ("bb", "latency-bb", "homogeneous", "free-bits", "knapsack")  # the stages that make candidates
+# The stages that make candidates (a config's provenance names its method in fb_schema's words: "bb-orig", "fb", ...)
+METHODS = ("bb", "latency-bb", "homogeneous", "free-bits", "knapsack")
 
 
 @dataclass(frozen=True)
