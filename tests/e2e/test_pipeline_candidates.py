@@ -78,7 +78,7 @@ def test_free_bits_skips_the_baseline_by_its_fields(run):
     ]
 
 
-def test_knapsack_starts_from_the_unregularized_search_by_its_fields(run):
+def test_knapsack_starts_from_the_unregularized_search_by_its_fields(run, capsys):
     base = NetConfig.homogeneous(tinynet(), 8, 8)
     for cid in ("bb-orig-mu0", "plain"):
         _save(run, cid, 8, 0.9, sensitivity=_sensitivities(base))
@@ -91,7 +91,9 @@ def test_knapsack_starts_from_the_unregularized_search_by_its_fields(run):
     assert (ks.id, ks.method, ks.checkpoint, ks.budget, ks.target) == (
         "ks-table-t-0.9", "knapsack", "ckpt-of-plain", 0.9, run.cfg.targets[0],
     )  # fmt: skip
+    capsys.readouterr()
     assert stages.knapsack_candidates(run, None, [decoy, regularized]) == []  # no unregularized plain search
+    assert "no search with μ = 0 (mus)" in capsys.readouterr().out
 
 
 def test_selection_compares_with_the_baseline_by_its_fields(run):

@@ -209,9 +209,13 @@ def apply_free_bits(run: Run, data, parents: list[Candidate]) -> list[Candidate]
 
 
 def knapsack_candidates(run: Run, data, bb: list[Candidate]) -> list[Candidate]:
-    """The latency-budget optimizer per target, from the 8-bit search's per-layer sensitivities."""
+    """The latency-budget optimizer per target, from the per-layer sensitivities of the unregularized (μ = 0, so
+    8-bit) search, which serves every target."""
+    if not run.cfg.knapsack_budgets:
+        return []
     source = next((c for c in bb if c.method == "bb" and c.mu == 0), None)
-    if source is None or not run.cfg.knapsack_budgets:
+    if source is None:
+        click.echo("      no search with μ = 0 (mus) to take sensitivities from; skipping the knapsack optimizer")
         return []
     parent = source.load(run.cfg.allowed_bits)
     if "sensitivity" not in parent.metrics:
