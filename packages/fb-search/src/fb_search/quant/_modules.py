@@ -12,9 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from fb_schema import max_abs
 from fb_search.quant import _bayesian_bits as bb
-from fb_search.quant._grids import fq_ste, grid_levels, level_grid, step, weight_threshold
-from fb_search.quant._tqt import tqt_quant_levels
+from fb_search.quant._grids import fq_ste, grid, grid_levels, level_grid, step, weight_threshold
+from fb_search.quant._tqt import tqt_quant, tqt_quant_levels
 
 CALIBRATION_QUANTILE = 0.999  # activation threshold: 99.9th percentile of the float activations
 
@@ -66,13 +67,22 @@ class Quantizer(nnx.Module):
         levels = getattr(self, "levels", None)
         return None if levels is None else int(np.asarray(levels[...])).bit_length() - 1
 
-    def grid(self, t: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """(lo, hi, eps) of the current grid at threshold ``t``, from the traced level count."""
-        return level_grid(t, self.levels[...], self.signed)
-
-    def max_abs(self) -> jax.Array:
-        """Largest integer magnitude of the grid (``fb_schema.max_abs``) as a traced float32 value."""
+    def traced_levels(self) -> jax.Array | None:
+        """The level count if it is traced (inside a compiled function), else None: eager code and tracers that
+        capture the model as constants (ONNX export) compute with the Python int, as a static quantizer did."""
         levels = self.levels[...]
+        return levels if isinstance(levels, jax.core.Tracer) else None
+
+    def grid(self, t: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """(lo, hi, eps) of the current grid at threshold ``t``."""
+        levels = self.traced_levels()
+        return grid(t, self.bits, self.signed) if levels is None else level_grid(t, levels, self.signed)
+
+    def max_abs(self) -> jax.Array | int:
+        """Largest integer magnitude of the grid (``fb_schema.max_abs``; traced float32 inside a compiled function)."""
+        levels = self.traced_levels()
+        if levels is None:
+            return max_abs(self.bits, self.signed)
         return levels / 2 if self.signed else levels - 1
 
     def threshold(self, x: jax.Array) -> jax.Array:
@@ -174,4 +184,7 @@ class TQTQuant(Quantizer):
         return jnp.exp2(self.log_t[...])
 
     def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
-        return tqt_quant_levels(x, self.log_t[...], self.levels[...], self.signed)
+        levels = self.traced_levels()
+        if levels is None:
+            return tqt_quant(x, self.log_t[...], self.bits, self.signed)
+        return tqt_quant_levels(x, self.log_t[...], levels, self.signed)

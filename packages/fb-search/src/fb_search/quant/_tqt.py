@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fb_search.quant._grids import fake_quant, grid, grid_levels, level_grid
+from fb_search.quant._grids import fake_quant, grid, level_grid
 
 LN2 = math.log(2.0)  # a Python float: no JAX work at import (jax.distributed.initialize must come first)
 
@@ -29,6 +29,7 @@ def _reduce_axes(log_t: jax.Array, ndim: int) -> tuple[int, ...]:
     return tuple(range(ndim)) if log_t.ndim == 0 else tuple(range(ndim - 1))
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def tqt_quant(x: jax.Array, log_t: jax.Array, bits: int, signed: bool) -> jax.Array:
     """TQT fake-quantizer with QuantLab's hand-written backward (``TQTQuantFunc``).
 
@@ -43,34 +44,51 @@ def tqt_quant(x: jax.Array, log_t: jax.Array, bits: int, signed: bool) -> jax.Ar
       ``ln2 * sum(g * (hi if x >= hi, lo if x < lo, q - x otherwise))`` to ``log_t``
       (QuantLab's ``TQTQuantFunc.backward``).
     """
-    return tqt_quant_levels(x, log_t, grid_levels(bits), signed)
+    return fake_quant(x, *grid(jnp.exp2(_expand(log_t, x.ndim)), bits, signed))
+
+
+def _fwd(x, log_t, bits, signed):
+    lo, hi, eps = grid(jnp.exp2(_expand(log_t, x.ndim)), bits, signed)
+    q = fake_quant(x, lo, hi, eps)
+    return q, (x, q, lo, hi, log_t)
+
+
+def _grads(res, g):
+    x, q, lo, hi, log_t = res[:5]
+    gx = jnp.where((x >= lo) & (x < hi), g, 0.0)
+    contrib = jnp.where(x >= hi, g * hi, jnp.where(x < lo, g * lo, g * (q - x)))
+    return gx, LN2 * jnp.sum(contrib, axis=_reduce_axes(log_t, x.ndim)).reshape(log_t.shape)
+
+
+def _bwd(bits, signed, res, g):
+    return _grads(res, g)
+
+
+tqt_quant.defvjp(_fwd, _bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def tqt_quant_levels(x: jax.Array, log_t: jax.Array, levels: jax.Array, signed: bool) -> jax.Array:
-    """:func:`tqt_quant` with the grid's level count ``2^b`` as a (possibly traced) float32 value.
+    """:func:`tqt_quant` with the grid's level count ``2^b`` as a traced float32 value (``levels`` gets a zero
+    cotangent).
 
-    This is what :class:`fb_search.quant.TQTQuant` calls: the bit width is module state, so fine-tuning
-    networks that differ only in precisions runs one compiled train step. ``levels`` gets a zero cotangent.
+    What :class:`fb_search.quant.TQTQuant` calls inside a compiled function: its bit width is module state, so
+    fine-tuning networks that differ only in precisions runs one compiled train step.
     """
     return fake_quant(x, *level_grid(jnp.exp2(_expand(log_t, x.ndim)), levels, signed))
 
 
-def _fwd(x, log_t, levels, signed):
+def _levels_fwd(x, log_t, levels, signed):
     lo, hi, eps = level_grid(jnp.exp2(_expand(log_t, x.ndim)), levels, signed)
     q = fake_quant(x, lo, hi, eps)
     return q, (x, q, lo, hi, log_t, levels)
 
 
-def _bwd(signed, res, g):
-    x, q, lo, hi, log_t, levels = res
-    gx = jnp.where((x >= lo) & (x < hi), g, 0.0)
-    contrib = jnp.where(x >= hi, g * hi, jnp.where(x < lo, g * lo, g * (q - x)))
-    glogt = LN2 * jnp.sum(contrib, axis=_reduce_axes(log_t, x.ndim)).reshape(log_t.shape)
-    return gx, glogt, jnp.zeros_like(levels)
+def _levels_bwd(signed, res, g):
+    return (*_grads(res, g), jnp.zeros_like(res[5]))
 
 
-tqt_quant_levels.defvjp(_fwd, _bwd)
+tqt_quant_levels.defvjp(_levels_fwd, _levels_bwd)
 
 
 def tqt_quant_autodiff(x: jax.Array, log_t: jax.Array, bits: int, signed: bool) -> jax.Array:
