@@ -161,6 +161,15 @@ def test_latency_table_sha256_independent_of_entry_order():
     assert dataclasses.replace(table, entries=changed).sha256() != table.sha256()
 
 
+def test_latency_table_sha256_leaves_out_provenance():
+    table = _table(mobilenetv2(0.35, 32).layer_types())
+    dated = dataclasses.replace(table, provenance={"date": "2026-12-01", "seconds": 12.5})
+    assert dated.sha256() == table.sha256() and dated == table
+    assert "provenance" in dated.to_json()  # still written to the file, just not part of the identity
+    failed = dataclasses.replace(table, failed=[{"layer_type": "x", "b_in": 2, "b_wt": 2, "reason": "hang"}])
+    assert failed.sha256() != table.sha256()
+
+
 # -- QuantizedNetwork -----------------------------------------------------------------------------------------------
 def test_golden_quantized_network_loads():
     qn = QuantizedNetwork.load(FIXTURES / "golden_tinynet.json")

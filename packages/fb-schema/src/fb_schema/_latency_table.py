@@ -98,7 +98,11 @@ class LatencyTable:
         return out
 
     def sha256(self) -> str:
-        return sha256_of(self.to_json())
+        """The table's identity: target, layer types, entries and failures. Like ``==``, it leaves out the
+        provenance, so a table re-made with the same numbers on another day keeps its hash."""
+        body = self.to_json()
+        body.pop("provenance", None)
+        return sha256_of(body)
 
     def save(self, path: str | os.PathLike) -> None:
         write_json(path, self.to_json())
