@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from flax import nnx
 
 from fb_schema import LatencyTable, NetConfig
@@ -24,12 +23,11 @@ from fb_search._export import export_quantized_network
 from fb_search._latency_objective import latency_terms
 from fb_search._model import VARIANTS, BBOptions, QNet, check_config, to_netconfig
 from fb_search._npz_data import check_data
-from fb_search._train import calibrate, cross_entropy, predict, reestimate_bn, train, val_accuracy
+from fb_search._sensitivity import BITS_PHI, SENSITIVITY_IMAGES, layer_sensitivity  # noqa: F401 (API)
+from fb_search._train import calibrate, reestimate_bn, train, val_accuracy
 from fb_search.recipes import get_recipe
 
 BN_IMAGES = 2048  # BN re-estimation: the whole digits training set; a 2k-image sample elsewhere
-SENSITIVITY_IMAGES = 160  # ~60 evaluations per orig run stay within a few seconds on 2 cores
-BITS_PHI = {2: (-10.0, -10.0), 4: (10.0, -10.0), 8: (10.0, 10.0)}  # gate locations forcing a bit width
 
 
 def _topology(topology: Topology | str, data: Dataset | None = None) -> Topology:
@@ -184,36 +182,6 @@ def search(
     config = config.with_metrics(bops=config.bops())
     config.save(out_dir / "configs" / f"{name}.json")
     return config
-
-
-def layer_sensitivity(model: QNet, data: Dataset) -> dict[str, dict[str, float]]:
-    """Per layer and reachable (b_in, b_wt): validation CE increase over the searched config when only that
-    layer's gates are forced to the pair (locked: diagonal pairs; fixed inputs: b_in 8), on the first 160
-    validation images."""
-    x, y = data.val_subset(SENSITIVITY_IMAGES)
-    base = float(cross_entropy(predict(model, x), y))
-    out: dict[str, dict[str, float]] = {}
-    for name, _ in model.mac_ratio:
-        layer = model.layers[name]
-        w_phi = getattr(layer.w_q, "phi", None)
-        a_phi = getattr(layer.in_q, "phi", None)
-        if w_phi is None:
-            continue
-        saved = [np.asarray(w_phi[...])] + ([np.asarray(a_phi[...])] if a_phi is not None else [])
-        pairs = {}
-        for b_in in (2, 4, 8) if a_phi is not None else (layer.in_q.bits,):
-            for b_wt in (2, 4, 8):
-                if a_phi is w_phi and b_in != b_wt:
-                    continue
-                w_phi[...] = np.asarray(BITS_PHI[b_wt], np.float32)
-                if a_phi is not None and a_phi is not w_phi:
-                    a_phi[...] = np.asarray(BITS_PHI[b_in], np.float32)
-                pairs[f"{b_in},{b_wt}"] = float(cross_entropy(predict(model, x), y)) - base
-        w_phi[...] = saved[0]
-        if a_phi is not None and a_phi is not w_phi:
-            a_phi[...] = saved[1]
-        out[name] = pairs
-    return out
 
 
 def sweep(

@@ -90,24 +90,31 @@ def make_optimizer(spec: OptSpec, steps: int) -> optax.GradientTransformation:
     )
 
 
+METRICS = ("loss", "ce", "reg", "acc", "ebits")
+CHUNK_BYTES = 64 << 20  # the batches of one dispatch stay below this (digits: 25 steps; ImageNet: 1)
+
+
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
-@functools.lru_cache(maxsize=16)
-def _train_step(graphdef, spec: OptSpec, steps: int, search: bool):
-    tx = make_optimizer(spec, steps)
+def pure(state):
+    """A ``nnx.State`` as a plain nested dict of arrays (cheap to pass through ``jit``); other trees unchanged."""
+    return nnx.to_pure_dict(state) if isinstance(state, nnx.State) else state
 
-    @functools.partial(jax.jit, donate_argnums=(0, 1, 2))
+
+def _step_fn(graphdef, tx: optax.GradientTransformation, search: bool):
+    """One training step on plain-array trees: ``(params, rest, opt_state, x, y, key, mu) -> (..., metrics)``."""
+
     def step(params, rest, opt_state, x, y, key, mu):
         def loss_fn(params, rest):
-            # Rebuild the non-differentiated variables inside this trace so BatchNorm may update them.
-            model = nnx.merge(graphdef, params, jax.tree.map(lambda v: v, rest))
+            # Rebuilt inside this trace from plain arrays, so BatchNorm may update its statistics.
+            model = nnx.merge(graphdef, params, rest)
             logits = model(x, key)
             ce = cross_entropy(logits, y)
             reg = model.regularizer() if search else jnp.zeros(())
             ebits = model.expected_bits() if search else jnp.zeros(())
-            return ce + mu * reg, (logits, nnx.state(model, nnx.Not(nnx.Param)), ce, reg, ebits)
+            return ce + mu * reg, (logits, pure(nnx.state(model, nnx.Not(nnx.Param))), ce, reg, ebits)
 
         (loss, (logits, rest, ce, reg, ebits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest)
         updates, opt_state = tx.update(grads, opt_state, params)
@@ -115,7 +122,36 @@ def _train_step(graphdef, spec: OptSpec, steps: int, search: bool):
         acc = jnp.mean(jnp.argmax(logits, -1) == y)
         return params, rest, opt_state, {"loss": loss, "ce": ce, "reg": reg, "acc": acc, "ebits": ebits}
 
-    return tx, step
+    return step
+
+
+@functools.lru_cache(maxsize=16)
+def _train_step(graphdef, spec: OptSpec, steps: int, search: bool):
+    """``(tx, step)``: the optimizer and one jitted step over plain-array trees (see :func:`pure`)."""
+    tx = make_optimizer(spec, steps)
+    return tx, jax.jit(_step_fn(graphdef, tx, search), donate_argnums=(0, 1, 2))
+
+
+def _chunk_fn(step):
+    """Up to ``len(xs)`` steps in one call: steps ``s0 .. s0+n-1`` on batches ``xs[:n]``, gate key
+    ``fold_in(key, s)`` as the loop of single steps uses; returns the state and the last step's metrics."""
+
+    def chunk(params, rest, opt_state, xs, ys, key, s0, n, mu):
+        def body(i, carry):
+            params, rest, opt_state, _ = carry
+            return step(params, rest, opt_state, xs[i], ys[i], jax.random.fold_in(key, s0 + i), mu)
+
+        metrics = {k: jnp.zeros((), jnp.float32) for k in METRICS}
+        return jax.lax.fori_loop(0, n, body, (params, rest, opt_state, metrics))
+
+    return chunk
+
+
+@functools.lru_cache(maxsize=16)
+def _train_chunk(graphdef, spec: OptSpec, steps: int, search: bool):
+    """``(tx, chunk)``: several steps per dispatch (host syncs only at log points), one compilation for any ``n``."""
+    tx = make_optimizer(spec, steps)
+    return tx, jax.jit(_chunk_fn(_step_fn(graphdef, tx, search)), donate_argnums=(0, 1, 2))
 
 
 def train(
@@ -142,42 +178,109 @@ def train(
     """
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx, step = _train_step(graphdef, spec, steps, search)
-    opt_state = tx.init(params)
+    params, rest = pure(params), pure(rest)
+    tx, chunk = _train_chunk(graphdef, spec, steps, search)
+    state = (params, rest, tx.init(params))
     start = 0
     if ckpt_dir is not None:
-        restored = restore_train_state(ckpt_dir, (params, rest, opt_state))
+        restored = restore_train_state(ckpt_dir, state)
         if restored is not None:
-            start, (params, rest, opt_state) = restored
-    mesh = data_mesh()
-    params, rest, opt_state = replicate((params, rest, opt_state), mesh)
-    key = jax.random.key(seed)
-    mu_arr = replicate(jnp.asarray(mu, jnp.float32), mesh)
-    last: dict[str, float] = {}
-    main = is_main_process()
-    log = open(log_path, "a") if log_path is not None and main else None  # noqa: SIM115 (closed below)
+            start, state = restored
     end = steps if stop_at is None else min(stop_at, steps)
-    try:
-        bar = progress(range(start, end), desc=desc, enabled=main)
-        batches = data.batches(end, spec.batch_size, seed, start)
-        for s, batch in zip(bar, batches):
-            x, y = shard_batch(tuple(np.asarray(a) for a in batch), mesh)
-            params, rest, opt_state, m = step(params, rest, opt_state, x, y, jax.random.fold_in(key, s), mu_arr)
-            if (s + 1) % log_every == 0 or s + 1 == end:
-                last = {k: float(v) for k, v in m.items()}
-                bar.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['acc']:.3f}", bits=f"{last['ebits']:.2f}")
-                if log is not None:
-                    log.write(json.dumps({"stage": desc, "step": s + 1, "mu": mu, **last}) + "\n")
-            if ckpt_dir is not None and ckpt_every and ((s + 1) % ckpt_every == 0 or s + 1 == end):
-                save_train_state(ckpt_dir, s + 1, (params, rest, opt_state))
-    finally:
-        if log is not None:
-            log.close()
-    # Back to ordinary single-device arrays so that eager code (calibration, BN re-estimation) can update them.
-    local = jax.tree.map(lambda a: jnp.asarray(jax.device_get(a)), (params, rest))
-    nnx.update(model, *local)
-    model.eval()
-    return last
+    ckpt = (ckpt_dir, ckpt_every) if ckpt_dir is not None and ckpt_every else None
+    loop = TrainLoop(data, spec, seed, desc, log_every, (mu,), log_path, ckpt)
+    state, last = loop.run(chunk, state, start, end)
+    write_back([model], state)
+    return last[0]
+
+
+def write_back(models: list[nnx.Module], state, stacked: bool = False) -> None:
+    """Copy trained ``(params, rest, ...)`` into ``models`` (row ``i`` of a stacked state into ``models[i]``), as
+    ordinary single-device arrays so that eager code (calibration, BN re-estimation) can update them."""
+    local = jax.tree.map(lambda a: np.asarray(jax.device_get(a)), tuple(state[:2]))
+    for i, model in enumerate(models):
+        row = jax.tree.map(lambda a, i=i: jnp.asarray(a[i] if stacked else a), local)
+        nnx.update(model, *row)
+        model.eval()
+
+
+class TrainLoop:
+    """The host side of training: batches stacked ``chunk`` steps at a time, metrics read (a host sync) only at
+    log points and one chunk late (the next one already runs), progress bar, metrics.jsonl and checkpoints.
+
+    ``mus`` holds one value per trained run (several for a stacked sweep, whose metrics have a leading run axis).
+    """
+
+    def __init__(self, data: Dataset, spec: OptSpec, seed: int, desc: str, log_every: int, mus: tuple[float, ...],
+                 log_path=None, ckpt: tuple | None = None):  # fmt: skip
+        self.data, self.spec, self.seed, self.desc, self.mus = data, spec, seed, desc, mus
+        self.log_every, self.log_path, self.ckpt = log_every, log_path, ckpt
+        self.mesh = data_mesh()
+        self.last: list[dict[str, float]] = [{} for _ in mus]
+
+    def pieces(self, start: int, end: int, k: int):
+        """``(a, b)`` step ranges of at most ``k`` steps that end at every log and checkpoint point."""
+        every = [self.log_every] + ([self.ckpt[1]] if self.ckpt else [])
+        s = start
+        while s < end:
+            b = min([end, s + k] + [(s // e + 1) * e for e in every])
+            yield s, b
+            s = b
+
+    def run(self, chunk, state, start: int, end: int):
+        """Steps ``start .. end-1`` through ``chunk``; returns the final state and the last metrics per run."""
+        mu = jnp.asarray(self.mus if len(self.mus) > 1 else self.mus[0], jnp.float32)
+        state, mu, key = replicate((state, mu, jax.random.key(self.seed)), self.mesh)
+        main = is_main_process()
+        log = open(self.log_path, "a") if self.log_path is not None and main else None  # noqa: SIM115 (closed below)
+        bar = progress(total=end - start, desc=self.desc, enabled=main)
+        batches = self.data.batches(end, self.spec.batch_size, self.seed, start)
+        pending = None
+        try:
+            first = next(batches, None)
+            k = self._chunk_len(first)
+            for a, b in self.pieces(start, end, k):
+                xs, ys = self._stack(first, batches, b - a, k)
+                first = None
+                step0, n = replicate((jnp.int32(a), jnp.int32(b - a)), self.mesh)
+                *state, m = chunk(*state, xs, ys, key, step0, n, mu)
+                self._flush(pending, bar, log, end)  # the previous chunk's metrics, while this one runs
+                pending = (a, b, m)
+                if self.ckpt is not None and (b % self.ckpt[1] == 0 or b == end):
+                    self._flush(pending, bar, log, end)
+                    pending = None
+                    save_train_state(self.ckpt[0], b, tuple(state))
+            self._flush(pending, bar, log, end)
+        finally:
+            bar.close()
+            if log is not None:
+                log.close()
+        return tuple(state), self.last
+
+    def _chunk_len(self, batch) -> int:
+        nbytes = sum(np.asarray(a).nbytes for a in batch) if batch is not None else 1
+        return max(1, min(self.log_every, CHUNK_BYTES // max(nbytes, 1)))
+
+    def _stack(self, first, batches, n: int, k: int):
+        """The next ``n`` batches stacked along a new leading axis, zero-padded to ``k``, sharded on axis 1."""
+        got = ([first] if first is not None else []) + [next(batches) for _ in range(n - (first is not None))]
+        cols = [np.stack([np.asarray(b[j]) for b in got]) for j in range(2)]
+        cols = [np.concatenate([c, np.zeros((k - n, *c.shape[1:]), c.dtype)]) if n < k else c for c in cols]
+        return shard_batch(tuple(cols), self.mesh, axis=1)
+
+    def _flush(self, pending, bar, log, end: int) -> None:
+        if pending is None:
+            return
+        a, b, m = pending
+        bar.update(b - a)
+        if b % self.log_every and b != end:
+            return
+        host = {k: np.atleast_1d(np.asarray(v)) for k, v in m.items()}
+        self.last = [{k: float(v[i]) for k, v in host.items()} for i in range(len(self.mus))]
+        mean = {k: float(np.mean(v)) for k, v in host.items()}
+        bar.set_postfix(loss=f"{mean['loss']:.3f}", acc=f"{mean['acc']:.3f}", bits=f"{mean['ebits']:.2f}")
+        for mu, metrics in zip(self.mus, self.last) if log is not None else ():
+            log.write(json.dumps({"stage": self.desc, "step": b, "mu": mu, **metrics}) + "\n")
 
 
 @functools.lru_cache(maxsize=16)
