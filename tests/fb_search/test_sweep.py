@@ -1,0 +1,80 @@
+"""The fast search paths against the straightforward ones: chunked training against one jitted step per batch,
+the compiled layer sensitivity against forcing the gates eagerly, one predict call per pair."""
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+import fb_search
+from fb_schema.topologies import resolve_topology, tinynet
+from fb_search._api import BITS_PHI, SENSITIVITY_IMAGES, _load
+from fb_search._model import BBOptions, QNet
+from fb_search._train import OptSpec, _train_step, cross_entropy, predict, pure, train
+
+SPEC = OptSpec(kind="adam", lr=3e-3, schedule="cosine", gate_lr=1e-2, batch_size=32)
+
+
+def _stepwise(model, data, spec, steps, seed, mu):
+    """Train with one call of the single jitted step per batch (gate key ``fold_in(key(seed), step)``)."""
+    model.train()
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    params, rest = pure(params), pure(rest)
+    tx, step = _train_step(graphdef, spec, steps, True)
+    state = (params, rest, tx.init(params))
+    key = jax.random.key(seed)
+    for s, (x, y) in enumerate(data.batches(steps, spec.batch_size, seed)):
+        *state, _ = step(*state, x, y, jax.random.fold_in(key, s), np.float32(mu))
+    nnx.update(model, *state[:2])
+
+
+def test_chunked_training_equals_single_steps():
+    data = fb_search.load_digits_data(resolution=8)
+    chunked, single = (QNet(tinynet(), "bb", rngs=nnx.Rngs(0)) for _ in range(2))
+    train(chunked, data, SPEC, 7, 3, mu=0.1, search=True, log_every=3)  # chunks of 3, 3 and 1 steps
+    _stepwise(single, data, SPEC, 7, 3, 0.1)
+    for (path, a), (_, b) in zip(nnx.to_flat_state(nnx.state(chunked)), nnx.to_flat_state(nnx.state(single))):
+        np.testing.assert_allclose(np.asarray(a[...]), np.asarray(b[...]), rtol=1e-6, atol=1e-7, err_msg=str(path))
+
+
+def _eager_sensitivity(model, data):
+    """The reference: force each layer's gates in the model, one predict per (layer, pair)."""
+    x, y = data.val_subset(SENSITIVITY_IMAGES)
+    base = float(cross_entropy(predict(model, x), y))
+    out = {}
+    for name, _ in model.mac_ratio:
+        layer = model.layers[name]
+        w_phi, a_phi = getattr(layer.w_q, "phi", None), getattr(layer.in_q, "phi", None)
+        if w_phi is None:
+            continue
+        saved = [np.asarray(w_phi[...])] + ([np.asarray(a_phi[...])] if a_phi is not None else [])
+        pairs = {}
+        for b_in in (2, 4, 8) if a_phi is not None else (layer.in_q.bits,):
+            for b_wt in (2, 4, 8):
+                if a_phi is w_phi and b_in != b_wt:
+                    continue
+                w_phi[...] = np.asarray(BITS_PHI[b_wt], np.float32)
+                if a_phi is not None and a_phi is not w_phi:
+                    a_phi[...] = np.asarray(BITS_PHI[b_in], np.float32)
+                pairs[f"{b_in},{b_wt}"] = float(cross_entropy(predict(model, x), y)) - base
+        w_phi[...] = saved[0]
+        if a_phi is not None and a_phi is not w_phi:
+            a_phi[...] = saved[1]
+        out[name] = pairs
+    return out
+
+
+@pytest.mark.parametrize("variant", ["orig", "locked"])
+def test_compiled_sensitivity_equals_eager(variant, digits, untrained_ckpt):
+    model = QNet(resolve_topology("digitsnet", resolution=16), "bb", bb=BBOptions(variant), rngs=nnx.Rngs(0))
+    _load(untrained_ckpt, model)
+    rng = np.random.default_rng(1)
+    for _, m in nnx.iter_modules(model):
+        if hasattr(m, "phi"):  # gates between the forcings' values, so every forcing changes the network
+            m.phi[...] = rng.uniform(-3, 3, m.phi.shape).astype(np.float32)
+    fast = fb_search.layer_sensitivity(model, digits)
+    slow = _eager_sensitivity(model, digits)
+    assert list(fast) == list(slow) and all(list(fast[k]) == list(slow[k]) for k in slow)
+    np.testing.assert_allclose([v for p in fast.values() for v in p.values()],
+                               [v for p in slow.values() for v in p.values()], atol=1e-6)  # fmt: skip
+    assert max(abs(v) for p in fast.values() for v in p.values()) > 1e-3  # the forcings do change the output
