@@ -1,17 +1,14 @@
 """Per-layer sensitivity of a searched network: the validation cross-entropy increase when one layer's gates are
-forced to a (b_in, b_wt) pair. Every forcing of a network runs in one compiled call (a loop over the forcings
-inside ``jit``, the gate values as traced inputs), compiled once per network structure."""
+forced to a (b_in, b_wt) pair. Each forcing is only another input state of predict's compiled forward (no
+compilation of its own, no eager update of the model), all of them dispatched before any result is read."""
 
 from __future__ import annotations
 
-import functools
-
-import jax
 import numpy as np
 from flax import nnx
 
 from fb_search._data import Dataset
-from fb_search._train import cross_entropy, predict, pure
+from fb_search._train import _eval_step, cross_entropy, predict, pure
 
 SENSITIVITY_IMAGES = 160  # the first validation images
 BITS_PHI = {2: (-10.0, -10.0), 4: (10.0, -10.0), 8: (10.0, 10.0)}  # gate locations forcing a bit width
@@ -52,23 +49,35 @@ def forcings(model) -> tuple[list[tuple[str, str]], np.ndarray, np.ndarray]:
     return keys, np.asarray(ws, np.float32), np.asarray(as_, np.float32)
 
 
-@functools.lru_cache(maxsize=16)
-def _forced_ce(graphdef, layers: tuple[tuple[str, bool, bool], ...]):
-    """Jitted ``(state, x, y, w_phi, a_phi) -> CE per forcing`` (a sequential loop, the same forward as predict)."""
+def _set_path(tree: dict, path: tuple, value) -> dict:
+    """A copy of nested dict ``tree`` with the leaf at ``path`` replaced (the other leaves shared)."""
+    if not path:
+        return value
+    return {**tree, path[0]: _set_path(tree[path[0]], path[1:], value)}
 
-    @jax.jit
-    def fn(state, x, y, w_phi, a_phi):
-        def one(phis):
-            model = nnx.merge(graphdef, state)
-            for li, (name, own, _) in enumerate(layers):
-                model.layers[name].w_q.phi[...] = phis[0][li]
-                if own:
-                    model.layers[name].in_q.phi[...] = phis[1][li]
-            return cross_entropy(model(x, None), y)
 
-        return jax.lax.map(one, (w_phi, a_phi))
+def forced_states(model, w_phi: np.ndarray, a_phi: np.ndarray) -> list[dict]:
+    """The model's eval state (plain arrays) under every forcing of :func:`forcings`.
 
-    return fn
+    A shared gate variable (a locked layer's, or one tensor's quantizer read by several layers) has one path.
+    """
+    model.eval()
+    graphdef, state = nnx.split(model)
+    state = pure(state)
+    paths = {id(v): tuple(p) for p, v in nnx.iter_graph(model) if isinstance(v, nnx.Variable)}
+    targets = []
+    for name, own, _ in _searched_layers(model):
+        layer = model.layers[name]
+        targets.append((paths[id(layer.w_q.phi)], paths[id(layer.in_q.phi)] if own else None))
+    out = []
+    for w, a in zip(w_phi, a_phi):
+        forced = state
+        for li, (w_path, a_path) in enumerate(targets):
+            forced = _set_path(forced, w_path, w[li])
+            if a_path is not None:
+                forced = _set_path(forced, a_path, a[li])
+        out.append(forced)
+    return graphdef, out
 
 
 def layer_sensitivity(model, data: Dataset) -> dict[str, dict[str, float]]:
@@ -78,10 +87,10 @@ def layer_sensitivity(model, data: Dataset) -> dict[str, dict[str, float]]:
     x, y = data.val_subset(SENSITIVITY_IMAGES)
     base = float(cross_entropy(predict(model, x), y))
     keys, w_phi, a_phi = forcings(model)
-    model.eval()
-    graphdef, state = nnx.split(model)
-    ces = np.asarray(_forced_ce(graphdef, tuple(_searched_layers(model)))(pure(state), x, y, w_phi, a_phi))
+    graphdef, states = forced_states(model, w_phi, a_phi)
+    fn = _eval_step(graphdef)  # predict's compiled forward: the forced gates are just other input values
+    logits = [fn(state, x) for state in states]  # dispatched without waiting
     out: dict[str, dict[str, float]] = {}
-    for (name, pair), ce in zip(keys, ces):
-        out.setdefault(name, {})[pair] = float(ce) - base
+    for (name, pair), lg in zip(keys, logits):
+        out.setdefault(name, {})[pair] = float(cross_entropy(np.asarray(lg), y)) - base
     return out
