@@ -43,19 +43,19 @@ def train_stacked(
     spec: OptSpec,
     steps: int,
     seed: int,
-    mus: tuple[float, ...],
-    log_path: str | os.PathLike | None = None,
+    runs: tuple[tuple[float, str, str | os.PathLike | None], ...],
     desc: str = "search",
     log_every: int = 25,
 ) -> list[dict[str, float]]:
-    """Search ``models[i]`` at ``mus[i]`` together (``vmap`` over the run axis), each with the batches and gate
-    samples :func:`fb_search._train.train` gives it alone with ``seed``; returns every run's last metrics.
+    """Search ``models[i]`` at mu ``runs[i][0]`` together (``vmap`` over a run axis), each with the batches and
+    gate samples :func:`fb_search._train.train` gives it alone with ``seed``; ``runs[i]`` also names the run
+    (``stage`` in its metrics.jsonl) and that file. Returns every run's last metrics.
 
     Raises:
-      ValueError: the models differ in structure, or ``mus`` does not have one value per model.
+      ValueError: the models differ in structure, or ``runs`` does not have one entry per model.
     """
-    if len(models) != len(mus):
-        raise ValueError(f"train_stacked: {len(models)} models but {len(mus)} mu values")
+    if len(models) != len(runs):
+        raise ValueError(f"train_stacked: {len(models)} models but {len(runs)} runs")
     for model in models:
         model.train()
     splits = [nnx.split(model, nnx.Param, ...) for model in models]
@@ -65,7 +65,7 @@ def train_stacked(
     params, rest = (jax.tree.map(lambda *a: jnp.stack(a), *[pure(sp[i]) for sp in splits]) for i in (1, 2))
     tx, step = _stacked_step(graphdef, spec, steps, True)
     state = (params, rest, jax.vmap(tx.init)(params))
-    loop = TrainLoop(data, spec, seed, desc, log_every, tuple(mus), log_path)
+    loop = TrainLoop(data, spec, seed, log_every, tuple(runs), desc, stacked=True)
     state, last = loop.run(step, state, 0, steps)
     write_back(models, state, stacked=True)
     return last

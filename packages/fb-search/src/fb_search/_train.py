@@ -182,7 +182,7 @@ def train(
             start, state = restored
     end = steps if stop_at is None else min(stop_at, steps)
     ckpt = (ckpt_dir, ckpt_every) if ckpt_dir is not None and ckpt_every else None
-    loop = TrainLoop(data, spec, seed, desc, log_every, (mu,), log_path, ckpt)
+    loop = TrainLoop(data, spec, seed, log_every, ((mu, desc, log_path),), desc, ckpt)
     state, last = loop.run(step, state, start, end)
     write_back([model], state)
     return last[0]
@@ -203,15 +203,19 @@ class TrainLoop:
     sync) only at log points and one log interval late (the next steps are already queued), the progress bar,
     metrics.jsonl and checkpoints.
 
-    ``mus`` holds one value per trained run (several for a stacked sweep, whose metrics have a leading run axis).
+    Args:
+      runs: ``(mu, stage name, metrics.jsonl path or None)`` of every trained run; with ``stacked`` the state,
+        mu and metrics have a leading run axis (a stacked sweep).
+      desc: the progress bar's label.
+      ckpt: ``(directory, every)`` for step checkpoints, or None.
     """
 
-    def __init__(self, data: Dataset, spec: OptSpec, seed: int, desc: str, log_every: int, mus: tuple[float, ...],
-                 log_path=None, ckpt: tuple | None = None):  # fmt: skip
-        self.data, self.spec, self.seed, self.desc, self.mus = data, spec, seed, desc, mus
-        self.log_every, self.log_path, self.ckpt = log_every, log_path, ckpt
+    def __init__(self, data: Dataset, spec: OptSpec, seed: int, log_every: int, runs: tuple, desc: str,
+                 ckpt: tuple | None = None, stacked: bool = False):  # fmt: skip
+        self.data, self.spec, self.seed, self.log_every, self.runs = data, spec, seed, log_every, runs
+        self.desc, self.ckpt, self.stacked = desc, ckpt, stacked
         self.mesh = data_mesh()
-        self.last: list[dict[str, float]] = [{} for _ in mus]
+        self.last: list[dict[str, float]] = [{} for _ in runs]
 
     def pieces(self, start: int, end: int):
         """``(a, b)`` step ranges that end at every log and checkpoint point."""
@@ -224,10 +228,12 @@ class TrainLoop:
 
     def run(self, step, state, start: int, end: int):
         """Steps ``start .. end-1`` through ``step``; returns the final state and the last metrics per run."""
-        mu = jnp.asarray(self.mus if len(self.mus) > 1 else self.mus[0], jnp.float32)
+        mus = [mu for mu, _, _ in self.runs]
+        mu = jnp.asarray(mus if self.stacked else mus[0], jnp.float32)
         state, mu, key = replicate((state, mu, jax.random.key(self.seed)), self.mesh)
         main = is_main_process()
-        log = open(self.log_path, "a") if self.log_path is not None and main else None  # noqa: SIM115 (closed below)
+        paths = {str(p) for _, _, p in self.runs if p is not None} if main else set()
+        log = {p: open(p, "a") for p in sorted(paths)}  # noqa: SIM115 (closed below)
         bar = progress(total=end - start, desc=self.desc, enabled=main)
         batches = self.data.batches(end, self.spec.batch_size, self.seed, start)
         pending = None
@@ -245,8 +251,8 @@ class TrainLoop:
             self._flush(pending, bar, log, end)
         finally:
             bar.close()
-            if log is not None:
-                log.close()
+            for f in log.values():
+                f.close()
         return tuple(state), self.last
 
     def _place(self, batch):
@@ -258,15 +264,17 @@ class TrainLoop:
         if pending is None:
             return
         a, b, m = pending
-        bar.update(b - a)
         if b % self.log_every and b != end:
+            bar.update(b - a)
             return
         host = {k: np.atleast_1d(np.asarray(v)) for k, v in m.items()}
-        self.last = [{k: float(v[i]) for k, v in host.items()} for i in range(len(self.mus))]
+        self.last = [{k: float(v[i]) for k, v in host.items()} for i in range(len(self.runs))]
         mean = {k: float(np.mean(v)) for k, v in host.items()}
         bar.set_postfix(loss=f"{mean['loss']:.3f}", acc=f"{mean['acc']:.3f}", bits=f"{mean['ebits']:.2f}")
-        for mu, metrics in zip(self.mus, self.last) if log is not None else ():
-            log.write(json.dumps({"stage": self.desc, "step": b, "mu": mu, **metrics}) + "\n")
+        bar.update(b - a)
+        for (mu, name, path), metrics in zip(self.runs, self.last):
+            if str(path) in log:
+                log[str(path)].write(json.dumps({"stage": name, "step": b, "mu": mu, **metrics}) + "\n")
 
 
 @functools.lru_cache(maxsize=16)
