@@ -11,6 +11,9 @@ from fb_schema.topologies import resolve_topology, tinynet
 from fb_search._api import BITS_PHI, SENSITIVITY_IMAGES, _load
 from fb_search._model import BBOptions, QNet
 from fb_search._train import OptSpec, _train_step, cross_entropy, predict, pure, train
+from fb_search.quant._bayesian_bits import TEST_THRESHOLD, p_zero
+
+MUS = (0.0, 0.01, 0.03, 0.1)  # the pipeline fixture's (conftest.py)
 
 SPEC = OptSpec(kind="adam", lr=3e-3, schedule="cosine", gate_lr=1e-2, batch_size=32)
 
@@ -78,3 +81,42 @@ def test_compiled_sensitivity_equals_eager(variant, digits, untrained_ckpt):
     np.testing.assert_array_equal([v for p in fast.values() for v in p.values()],
                                   [v for p in slow.values() for v in p.values()])  # fmt: skip
     assert max(abs(v) for p in fast.values() for v in p.values()) > 1e-3  # the forcings do change the output
+
+
+MARGIN = 0.15  # |P(z = 0) - 0.34| below this: a gate the last bits of rounding can flip (see the test)
+
+
+def _decided(checkpoint) -> dict[str, bool]:
+    """Per searched layer: are all its gates at least MARGIN from the test threshold?"""
+    state, _ = fb_search.load_checkpoint(checkpoint)
+    out = {}
+    for name, layer in state["layers"].items():
+        phis = [layer[q]["phi"] for q in ("w_q", "in_q") if "phi" in layer.get(q, {})]
+        if phis:
+            p0 = [np.asarray(p_zero(np.asarray(phi), 0.5)) for phi in phis]
+            out[name] = all(np.all(np.abs(p - TEST_THRESHOLD) > MARGIN) for p in p0)
+    return out
+
+
+@pytest.mark.slow
+def test_stacked_sweep_finds_the_sequential_configs(pipeline, digits, tmp_path):
+    """The stacked (vmap) mu sweep against the sequential one of the pipeline fixture, on digits.
+
+    Stacking changes the rounding of the last bits (batched kernels), and 300 steps of stochastic gates amplify
+    that: a gate that ends near its threshold can end on the other side (measured: orig mu=0.03, dw3's 8-bit
+    input gate at P(z=0) 0.373 sequential, 0.249 stacked). So every layer whose gates all end at least MARGIN
+    from the threshold must get the sequential precision, and nearly all layers must be decided so.
+    """
+    sequential = pipeline["sweeps"]["orig"]
+    stacked = fb_search.sweep("digitsnet", digits, pipeline["ckpt"], "orig", MUS, None, 0, tmp_path, stacked="vmap")
+    assert [c.provenance["mu"] for c in stacked] == list(MUS)
+    compared = total = 0
+    for seq, stk in zip(sequential, stacked):
+        decided = _decided(seq.provenance["checkpoint"])
+        seq_layers, stk_layers = ({c.name: (c.b_in, c.b_wt) for c in cfg.layers} for cfg in (seq, stk))
+        for name, sure in decided.items():
+            total += 1
+            if sure:
+                compared += 1
+                assert stk_layers[name] == seq_layers[name], f"mu={seq.provenance['mu']}: layer {name}"
+    assert compared >= 0.8 * total, f"only {compared} of {total} layers decided by a margin of {MARGIN}"

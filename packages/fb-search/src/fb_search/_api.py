@@ -241,7 +241,8 @@ def search_runs(
             ckpt = _resume(r, Path(run.out_dir) / "checkpoints" / f"{name}-steps")
             train(models[0], data, r.SEARCH, steps, seed, mu=mu, search=True, log_path=log, desc=name, **ckpt)
         else:
-            train_stacked(models, data, r.SEARCH, steps, seed, tuple(logs), f"{len(group)} runs {group[0].variant}")
+            desc = f"{len(group)} runs {group[0].variant}"
+            train_stacked(models, data, r.SEARCH, steps, seed, tuple(logs), desc, how=how)
         share = (time.time() - t0) * (1 - 1 / len(group))  # each stacked run is charged 1/n of the training
         for i, model, run in zip(members, models, group):
             out[i] = _finish(model, topology, data, run, where, t0 + share, sensitivity)
