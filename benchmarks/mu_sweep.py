@@ -1,11 +1,11 @@
-"""Training time of a digits mu sweep: the runs one after the other against stacked (``vmap``, ``unroll``).
+"""Training time of a digits mu sweep: the runs one after the other against stacked (``vmap``).
 
 Trains float digitsnet once, then the Bayesian Bits orig variant at each mu, in one process: sequentially
 (``fb_search.train``, one shared compilation) and stacked (``fb_search._sweep.train_stacked``). Prints each mode's
 training seconds (first step's compilation included), its ratio to the sequential time, and whether its configs
 equal the sequential ones. The machine is shared: only ratios measured in one run mean anything.
 
-    .venv/bin/python benchmarks/mu_sweep.py [--mus 0,0.01,0.03,0.1,0.3] [--modes vmap,unroll]
+    .venv/bin/python benchmarks/mu_sweep.py [--mus 0,0.01,0.03,0.1,0.3]
 """
 
 from __future__ import annotations
@@ -31,8 +31,7 @@ def _configs(models) -> list:
 
 @click.command()
 @click.option("--mus", default="0,0.01,0.03,0.1,0.3", show_default=True)
-@click.option("--modes", default="vmap,unroll", show_default=True)
-def main(mus: str, modes: str) -> None:
+def main(mus: str) -> None:
     mus = tuple(float(m) for m in mus.split(","))
     data, r = fb_search.load_digits_data(), get_recipe("digits")
     ckpt = fb_search.train_float("digitsnet", data, None, 0, tempfile.mkdtemp())
@@ -43,11 +42,11 @@ def main(mus: str, modes: str) -> None:
         fb_search.train(model, data, r.SEARCH, r.SEARCH_STEPS, 0, mu=mu, search=True, desc=f"mu={mu:g}")
     sequential, reference = time.perf_counter() - t, _configs(models)
     print(f"sequential: {sequential:.1f} s for {len(mus)} runs")
-    for how in modes.split(","):
+    for how in ("vmap",):
         models = _models(topology, r, mus, ckpt)
         t = time.perf_counter()
         runs = tuple((mu, f"mu={mu:g}", None) for mu in mus)
-        train_stacked(models, data, r.SEARCH, r.SEARCH_STEPS, 0, runs, how, how=how)
+        train_stacked(models, data, r.SEARCH, r.SEARCH_STEPS, 0, runs, how)
         seconds = time.perf_counter() - t
         same = [a == b for a, b in zip(_configs(models), reference)]
         print(f"{how}: {seconds:.1f} s = {sequential / seconds:.2f}x the sequential speed; "

@@ -242,7 +242,7 @@ def search_runs(
             train(models[0], data, r.SEARCH, steps, seed, mu=mu, search=True, log_path=log, desc=name, **ckpt)
         else:
             desc = f"{len(group)} runs {group[0].variant}"
-            train_stacked(models, data, r.SEARCH, steps, seed, tuple(logs), desc, how=how)
+            train_stacked(models, data, r.SEARCH, steps, seed, tuple(logs), desc)
         share = (time.time() - t0) * (1 - 1 / len(group))  # each stacked run is charged 1/n of the training
         for i, model, run in zip(members, models, group):
             out[i] = _finish(model, topology, data, run, where, t0 + share, sensitivity)

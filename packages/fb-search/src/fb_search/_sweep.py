@@ -1,11 +1,12 @@
 """Several searches of one network structure trained together: one compiled program over their stacked state.
 
-Runs that differ only in mu and latency table (both traced inputs) share a structure. ``vmap`` over a leading
-run axis trains them in parallel, one dispatch per step for all; its batched kernels round differently from a
-run alone, so after a few hundred steps a gate near its threshold can end on the other side (digitsnet, 5 mu:
-2 of 5 configs differed in one layer). ``unroll`` puts each run's step side by side in one program: every run
-computes exactly what it computes alone. On CPU neither is faster than one run after the other (digitsnet, 2
-cores: vmap 0.8x), so ``stacked="auto"`` picks ``vmap`` on a GPU/TPU only (``benchmarks/mu_sweep.py``).
+Runs that differ only in mu and latency table (both traced inputs) share a structure; ``vmap`` over a leading
+run axis trains them in parallel, one dispatch per step for all. Any other program rounds the last bits a little
+differently from a run alone (XLA:CPU's fusions, batched kernels), and 300 steps of stochastic gates amplify
+that: a gate that ends near its threshold can end on the other side (digitsnet, 5 mu: 2 of 5 configs differed
+in one layer; putting each run's step side by side in one program instead of vmap also flipped one). On CPU
+stacking is also slower than one run after the other (digitsnet, 2 cores: vmap 0.8x), so ``stacked="auto"``
+picks ``vmap`` on a GPU/TPU only (``benchmarks/mu_sweep.py``).
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from flax import nnx
 from fb_search._data import Dataset
 from fb_search._train import OptSpec, TrainLoop, _keyed_fn, _step_fn, make_optimizer, pure, write_back
 
-STACKED = ("auto", "vmap", "unroll", "off")
+STACKED = ("auto", "vmap", "off")
 
 
 def resolve_stacked(stacked: str) -> str:
-    """``vmap``, ``unroll`` or ``off`` for a ``stacked`` option (``auto``: ``vmap`` on GPU/TPU, else ``off``)."""
+    """``vmap`` or ``off`` for a ``stacked`` option (``auto``: ``vmap`` on GPU/TPU, else ``off``)."""
     if stacked not in STACKED:
         raise ValueError(f"stacked: expected one of {', '.join(STACKED)}, got {stacked!r}")
     if stacked == "auto":
@@ -32,27 +33,11 @@ def resolve_stacked(stacked: str) -> str:
     return stacked
 
 
-def _unrolled(step, runs: int):
-    """``step`` applied to each row of a stacked state in turn, all in one program: every run computes exactly
-    what it computes alone (no batched kernels), at ``runs`` times the compile time."""
-
-    def stacked(params, rest, opt_state, x, y, key, s, mu):
-        rows = [jax.tree.map(lambda a, i=i: a[i], (params, rest, opt_state)) for i in range(runs)]
-        outs = [step(*row, x, y, key, s, mu[i]) for i, row in enumerate(rows)]
-        return jax.tree.map(lambda *a: jnp.stack(a), *outs)
-
-    return stacked
-
-
 @functools.lru_cache(maxsize=16)
-def _stacked_step(graphdef, spec: OptSpec, steps: int, search: bool, how: str, runs: int):
+def _stacked_step(graphdef, spec: OptSpec, steps: int, search: bool):
     """``(tx, step)`` over state with a leading run axis: batch, gate key and step shared, mu per run."""
     tx = make_optimizer(spec, steps)
-    step = _keyed_fn(_step_fn(graphdef, tx, search))
-    if how == "vmap":
-        step = jax.vmap(step, in_axes=(0, 0, 0, None, None, None, None, 0))
-    else:
-        step = _unrolled(step, runs)
+    step = jax.vmap(_keyed_fn(_step_fn(graphdef, tx, search)), in_axes=(0, 0, 0, None, None, None, None, 0))
     return tx, jax.jit(step, donate_argnums=(0, 1, 2))
 
 
@@ -65,9 +50,8 @@ def train_stacked(
     runs: tuple[tuple[float, str, str | os.PathLike | None], ...],
     desc: str = "search",
     log_every: int = 25,
-    how: str = "vmap",
 ) -> list[dict[str, float]]:
-    """Search ``models[i]`` at mu ``runs[i][0]`` together (``how``: ``vmap`` or ``unroll``), each with the batches and
+    """Search ``models[i]`` at mu ``runs[i][0]`` together (``vmap`` over a run axis), each with the batches and
     gate samples :func:`fb_search._train.train` gives it alone with ``seed``; ``runs[i]`` also names the run
     (``stage`` in its metrics.jsonl) and that file. Returns every run's last metrics.
 
@@ -83,7 +67,7 @@ def train_stacked(
     if any(g != graphdef for g, *_ in splits):
         raise ValueError("train_stacked: the models differ in structure (variant, objective or network)")
     params, rest = (jax.tree.map(lambda *a: jnp.stack(a), *[pure(sp[i]) for sp in splits]) for i in (1, 2))
-    tx, step = _stacked_step(graphdef, spec, steps, True, how, len(models))
+    tx, step = _stacked_step(graphdef, spec, steps, True)
     state = (params, rest, jax.vmap(tx.init)(params))
     loop = TrainLoop(data, spec, seed, log_every, tuple(runs), desc, stacked=True)
     state, last = loop.run(step, state, 0, steps)
