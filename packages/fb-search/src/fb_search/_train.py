@@ -230,7 +230,8 @@ class TrainLoop:
         """Steps ``start .. end-1`` through ``step``; returns the final state and the last metrics per run."""
         mus = [mu for mu, _, _ in self.runs]
         mu = jnp.asarray(mus if self.stacked else mus[0], jnp.float32)
-        state, mu, key = replicate((state, mu, jax.random.key(self.seed)), self.mesh)
+        state, mu = replicate((state, mu), self.mesh)
+        key = jax.random.key(self.seed)  # left uncommitted: device_put cannot place a key on another host's devices
         main = is_main_process()
         paths = {str(p) for _, _, p in self.runs if p is not None} if main else set()
         log = {p: open(p, "a") for p in sorted(paths)}  # noqa: SIM115 (closed below)
