@@ -7,10 +7,13 @@ import pytest
 from flax import nnx
 
 import fb_search
+from fb_schema import LatencyTable, Target
 from fb_schema.topologies import resolve_topology, tinynet
 from fb_search._api import BITS_PHI, SENSITIVITY_IMAGES, _load
+from fb_search._latency_objective import latency_terms
 from fb_search._model import BBOptions, QNet
-from fb_search._train import OptSpec, _train_step, cross_entropy, predict, pure, train
+from fb_search._train import OptSpec, _train_step, _train_step_at, cross_entropy, predict, pure, train
+from fb_search.quant import PRECS
 from fb_search.quant._bayesian_bits import TEST_THRESHOLD, p_zero
 
 MUS = (0.0, 0.01, 0.03, 0.1)  # the pipeline fixture's (conftest.py)
@@ -120,3 +123,22 @@ def test_stacked_sweep_finds_the_sequential_configs(pipeline, digits, tmp_path):
                 compared += 1
                 assert stk_layers[name] == seq_layers[name], f"mu={seq.provenance['mu']}: layer {name}"
     assert compared >= 0.8 * total, f"only {compared} of {total} layers decided by a margin of {MARGIN}"
+
+
+def test_mus_and_latency_tables_share_one_compilation():
+    """Runs differing in mu and in the latency table (another target's) reuse one compiled train step."""
+    data = fb_search.load_digits_data(resolution=8)
+    topology, rng = tinynet(), np.random.default_rng(0)
+    graphdefs = []
+    for target, mu in (("a", 0.5), ("a", 2.0), ("b", 0.5)):
+        entries = {(k, a, w): int(rng.integers(100, 1000)) for k, lt in topology.layer_types().items()
+                   for a in PRECS for w in (PRECS if lt.configurable else (None,))}  # fmt: skip
+        table = LatencyTable(Target(target, "xpulpnn1"), topology.layer_types(), entries)
+        model = QNet(topology, "bb", rngs=nnx.Rngs(0))
+        model.use_latency_objective("latency", latency_terms(topology, table))
+        graphdefs.append(nnx.graphdef(model))
+        train(model, data, SPEC, 3, 0, mu=mu, search=True)
+    assert graphdefs[0] == graphdefs[1] == graphdefs[2]
+    model.train()  # the mode train() compiles in
+    _, step = _train_step_at(nnx.split(model, nnx.Param, ...)[0], SPEC, 3, True)
+    assert step._cache_size() == 1  # one trace and compilation for all three runs
