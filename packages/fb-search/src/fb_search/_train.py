@@ -291,7 +291,7 @@ def predict(model: nnx.Module, x: np.ndarray, batch_size: int = 540) -> np.ndarr
     """Deterministic logits (eval mode: running BN statistics, test-time gates)."""
     model.eval()
     graphdef, state = nnx.split(model)
-    fn = _eval_step(graphdef)
+    fn, state = _eval_step(graphdef), pure(state)  # plain arrays: the structure layer_sensitivity passes too
     return np.concatenate([np.asarray(fn(state, x[i : i + batch_size])) for i in range(0, len(x), batch_size)])
 
 
