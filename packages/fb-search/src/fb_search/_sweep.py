@@ -3,9 +3,9 @@
 Runs that differ only in mu and latency table (both traced inputs) share a structure; ``vmap`` over a leading
 run axis trains them in parallel, one dispatch per step for all. Any other program rounds the last bits a little
 differently from a run alone (XLA:CPU's fusions, batched kernels), and 300 steps of stochastic gates amplify
-that: a gate that ends near its threshold can end on the other side (digitsnet, 5 mu: 2 of 5 configs differed
+that: a gate that ends near its threshold can end on the other side (digitsnet, 5 mu: 2 of 5 configs differ
 in one layer; putting each run's step side by side in one program instead of vmap also flipped one). On CPU
-stacking is also slower than one run after the other (digitsnet, 2 cores: vmap 0.8x), so ``stacked="auto"``
+stacking is also slower than one run after the other (digitsnet, 2 cores: vmap 0.4-0.8x), so ``stacked="auto"``
 picks ``vmap`` on a GPU/TPU only (``benchmarks/mu_sweep.py``).
 """
 
