@@ -70,18 +70,16 @@ def replicate(tree, mesh: Mesh):
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
-def shard_batch(arrays: tuple[np.ndarray, ...], mesh: Mesh, axis: int = 0) -> tuple[jax.Array, ...]:
-    """A global batch sharded along ``axis`` (0; 1 for a stack of batches); each process supplies its
-    contiguous slice."""
-    sharding = NamedSharding(mesh, PartitionSpec(*(None,) * axis, AXIS))
+def shard_batch(arrays: tuple[np.ndarray, ...], mesh: Mesh) -> tuple[jax.Array, ...]:
+    """A global batch sharded along its first axis; each process supplies its contiguous slice."""
+    sharding = NamedSharding(mesh, PartitionSpec(AXIS))
     n, pid = jax.process_count(), jax.process_index()
     out = []
     for a in arrays:
-        if a.shape[axis] % mesh.size:
-            raise ValueError(f"batch size {a.shape[axis]} is not divisible by the {mesh.size} devices")
-        per = a.shape[axis] // n
-        local = np.take(a, np.arange(pid * per, (pid + 1) * per), axis=axis) if n > 1 else a
-        out.append(jax.make_array_from_process_local_data(sharding, local, a.shape))
+        if len(a) % mesh.size:
+            raise ValueError(f"batch size {len(a)} is not divisible by the {mesh.size} devices")
+        per = len(a) // n
+        out.append(jax.make_array_from_process_local_data(sharding, a[pid * per : (pid + 1) * per], a.shape))
     return tuple(out)
 
 
