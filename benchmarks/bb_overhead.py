@@ -31,7 +31,7 @@ import torch_reference  # noqa: E402
 
 from fb_schema.topologies import digitsnet, mobilenetv1  # noqa: E402
 from fb_search import QNet  # noqa: E402
-from fb_search._train import _train_step  # noqa: E402
+from fb_search._train import _train_step, pure  # noqa: E402
 from fb_search.recipes import get_recipe  # noqa: E402
 
 MODELS = {
@@ -49,6 +49,7 @@ def jax_stepper(topology, mode: str, batch: int, dw_impl: str | None = None, dty
     model = QNet(topology, mode, bb=recipe.BB, rngs=nnx.Rngs(0), **extra)
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    params, rest = pure(params), pure(rest)  # the step takes plain-array trees
     spec = (recipe.SEARCH if mode == "bb" else recipe.FLOAT).__class__(
         **{**(recipe.SEARCH if mode == "bb" else recipe.FLOAT).__dict__, "batch_size": batch}
     )

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from fb_search import OptSpec, QNet
-from fb_search._train import _train_step
+from fb_search._train import _train_step, pure
 
 MODELS = {"mobilenetv1-0.25@128": (0.25, 128), "mobilenetv1-0.75@224": (0.75, 224)}
 # (category, function names that put a frame in it), first match from the innermost frame outwards
@@ -94,6 +94,7 @@ def _stepper(width: float, resolution: int, batch: int, mode: str):
     model = QNet(mobilenetv1(width, resolution, num_classes=1000), mode, rngs=nnx.Rngs(0))
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    params, rest = pure(params), pure(rest)  # the step takes plain-array trees
     tx, step = _train_step(graphdef, OptSpec(kind="sgd", batch_size=batch), 1000, mode == "bb")
     state = [params, rest, tx.init(params)]
     x = jax.random.uniform(jax.random.key(0), (batch, resolution, resolution, 3))

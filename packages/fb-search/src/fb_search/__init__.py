@@ -13,12 +13,14 @@ Example:
 """
 
 from fb_search._api import (
+    SearchRun,
     evaluate,
     finetune,
     homogeneous,
     layer_sensitivity,
     load_model,
     search,
+    search_runs,
     sweep,
     topology_of,
     train_float,
@@ -84,7 +86,9 @@ __all__ = [
     "reestimate_bn",
     "relu6",
     "save_checkpoint",
+    "SearchRun",
     "search",
+    "search_runs",
     "sweep",
     "tensor_signed",
     "to_netconfig",

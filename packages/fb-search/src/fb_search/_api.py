@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from flax import nnx
 
 from fb_schema import LatencyTable, NetConfig
@@ -24,12 +24,12 @@ from fb_search._export import export_quantized_network
 from fb_search._latency_objective import latency_terms
 from fb_search._model import VARIANTS, BBOptions, QNet, check_config, to_netconfig
 from fb_search._npz_data import check_data
-from fb_search._train import calibrate, cross_entropy, predict, reestimate_bn, train, val_accuracy
+from fb_search._sensitivity import BITS_PHI, SENSITIVITY_IMAGES, layer_sensitivity  # noqa: F401 (API)
+from fb_search._sweep import resolve_stacked, train_stacked
+from fb_search._train import calibrate, reestimate_bn, train, val_accuracy
 from fb_search.recipes import get_recipe
 
 BN_IMAGES = 2048  # BN re-estimation: the whole digits training set; a 2k-image sample elsewhere
-SENSITIVITY_IMAGES = 160  # ~60 evaluations per orig run stay within a few seconds on 2 cores
-BITS_PHI = {2: (-10.0, -10.0), 4: (10.0, -10.0), 8: (10.0, 10.0)}  # gate locations forcing a bit width
 
 
 def _topology(topology: Topology | str, data: Dataset | None = None) -> Topology:
@@ -113,6 +113,72 @@ def read_meta(checkpoint: str | os.PathLike) -> dict:
     return json.loads(path.read_text())
 
 
+@dataclass(frozen=True)
+class SearchRun:
+    """One Bayesian Bits run of :func:`search_runs`: variant, mu, output directory, objective and latency table
+    (see :func:`search`)."""
+
+    variant: str = "orig"
+    mu: float = 0.0
+    out_dir: str | os.PathLike = "runs/search"
+    objective: str = "bops"
+    table: LatencyTable | None = None
+
+    def name(self, seed: int) -> str:
+        return f"{'bb' if self.objective == 'bops' else 'lat'}-{self.variant}-mu{self.mu:g}-s{seed}"
+
+
+def _search_model(topology: Topology, r, run: SearchRun, seed: int, float_ckpt) -> QNet:
+    """The BB model of ``run``, the float checkpoint loaded; its output directories created."""
+    if run.variant not in VARIANTS:
+        raise ValueError(f"variant: expected one of {', '.join(VARIANTS)}, got {run.variant!r}")
+    opts = BBOptions(run.variant, r.BB.gate_init, r.BB.temperature, r.BB.per_sample, r.BB.quantlab_mask)
+    model = QNet(topology, "bb", bb=opts, rngs=nnx.Rngs(seed))
+    if run.objective != "bops":
+        if run.table is None:
+            raise ValueError(f"objective {run.objective!r}: a latency table is required")
+        model.use_latency_objective(run.objective, latency_terms(topology, run.table))
+    _load(float_ckpt, model)
+    (Path(run.out_dir) / "checkpoints").mkdir(parents=True, exist_ok=True)
+    return model
+
+
+def _finish(model: QNet, topology: Topology, data: Dataset, run: SearchRun, where: dict, t0: float,
+            sensitivity: bool) -> NetConfig:  # fmt: skip
+    """Evaluate a searched model (BN re-estimated), save its checkpoint and NetConfig; ``where``: seed,
+    float_ckpt, steps, recipe. ``t0``: when its search started (shared training: its share of the time)."""
+    out_dir, name = Path(run.out_dir), run.name(where["seed"])
+    reestimate_bn(model, data.train_subset(BN_IMAGES)[0])  # the running statistics saw stochastic gates
+    acc, wrong = val_accuracy(model, data)
+    precisions = model.precisions()
+    meta = _meta(topology, "bb", variant=run.variant, mu=run.mu)
+    ckpt = save_checkpoint(model, out_dir / "checkpoints" / name, meta)
+    metrics = {
+        "val_accuracy": acc,
+        "val_errors": wrong,
+        "accuracy_stage": "bb-eval",
+        "expected_bops": int(model.expected_bops()),
+        "expected_bits": float(model.expected_bits()),
+        "search_seconds": round(time.time() - t0, 1),
+    }
+    latency = run.objective != "bops"
+    if latency:
+        metrics["expected_latency"] = float(model.expected_latency())
+    if sensitivity:
+        metrics["sensitivity"] = layer_sensitivity(model, data)
+    method = f"bb-{run.variant}" if not latency else "latency-bb"
+    provenance = {"method": method, "parent": None, "mu": float(run.mu), "seed": where["seed"]}
+    provenance["table_sha256"] = run.table.sha256() if latency else None
+    if latency:
+        provenance |= {"objective": run.objective, "variant": run.variant, "target": run.table.target.name}
+    provenance |= {"checkpoint": ckpt, "float_checkpoint": str(where["float_ckpt"])}
+    provenance |= {"steps": where["steps"], "recipe": where["recipe"]}
+    config = to_netconfig(topology, precisions, provenance, metrics)
+    config = config.with_metrics(bops=config.bops())
+    config.save(out_dir / "configs" / f"{name}.json")
+    return config
+
+
 def search(
     topology: Topology | str,
     data: Dataset,
@@ -137,82 +203,49 @@ def search(
       ``bb-eval``), ``bops`` (of the config), ``expected_bops``, ``expected_bits`` and per-layer
       ``sensitivity`` (validation cross-entropy increase when that layer alone runs at a pair).
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"variant: expected one of {', '.join(VARIANTS)}, got {variant!r}")
+    run = SearchRun(variant, mu, out_dir, objective, table)
+    return search_runs(topology, data, float_ckpt, [run], steps, seed, recipe, "off", sensitivity)[0]
+
+
+def search_runs(
+    topology: Topology | str,
+    data: Dataset,
+    float_ckpt: str | os.PathLike,
+    runs: list[SearchRun],
+    steps: int | None = None,
+    seed: int = 0,
+    recipe: str = "digits",
+    stacked: str = "auto",
+    sensitivity: bool = True,
+) -> list[NetConfig]:
+    """Several :func:`search` runs (one NetConfig each, in order). Runs of one variant and objective share one
+    compiled train step (mu and the latency table are traced inputs); with ``stacked="vmap"`` (``auto``: on a
+    GPU/TPU, and never with step checkpoints) they also train together, one step for all of them at a time."""
     topology = _topology(topology, data)
     _check_data(topology, data)
     r = get_recipe(recipe)
     steps = r.SEARCH_STEPS if steps is None else steps
-    opts = BBOptions(variant, r.BB.gate_init, r.BB.temperature, r.BB.per_sample, r.BB.quantlab_mask)
-    model = QNet(topology, "bb", bb=opts, rngs=nnx.Rngs(seed))
-    if objective != "bops":
-        if table is None:
-            raise ValueError(f"objective {objective!r}: a latency table is required")
-        model.use_latency_objective(objective, latency_terms(topology, table))
-    _load(float_ckpt, model)
-    out_dir = Path(out_dir)
-    name = f"{'bb' if objective == 'bops' else 'lat'}-{variant}-mu{mu:g}-s{seed}"
-    (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    train(model, data, r.SEARCH, steps, seed, mu=mu, search=True, log_path=out_dir / "checkpoints" / "metrics.jsonl",
-          desc=name, **_resume(r, out_dir / "checkpoints" / f"{name}-steps"))  # fmt: skip
-    reestimate_bn(
-        model, data.train_subset(BN_IMAGES)[0]
-    )  # the running statistics saw stochastic gates; evaluate deterministic ones
-    acc, wrong = val_accuracy(model, data)
-    precisions = model.precisions()
-    ckpt = save_checkpoint(model, out_dir / "checkpoints" / name, _meta(topology, "bb", variant=variant, mu=mu))
-    metrics = {
-        "val_accuracy": acc,
-        "val_errors": wrong,
-        "accuracy_stage": "bb-eval",
-        "expected_bops": int(model.expected_bops()),
-        "expected_bits": float(model.expected_bits()),
-        "search_seconds": round(time.time() - t0, 1),
-    }
-    if objective != "bops":
-        metrics["expected_latency"] = float(model.expected_latency())
-    if sensitivity:
-        metrics["sensitivity"] = layer_sensitivity(model, data)
-    method = f"bb-{variant}" if objective == "bops" else "latency-bb"
-    table_sha = None if table is None or objective == "bops" else table.sha256()
-    provenance = {"method": method, "parent": None, "mu": float(mu), "seed": seed, "table_sha256": table_sha}
-    if objective != "bops":
-        provenance |= {"objective": objective, "variant": variant, "target": table.target.name}
-    provenance |= {"checkpoint": ckpt, "float_checkpoint": str(float_ckpt), "steps": steps, "recipe": recipe}
-    config = to_netconfig(topology, precisions, provenance, metrics)
-    config = config.with_metrics(bops=config.bops())
-    config.save(out_dir / "configs" / f"{name}.json")
-    return config
-
-
-def layer_sensitivity(model: QNet, data: Dataset) -> dict[str, dict[str, float]]:
-    """Per layer and reachable (b_in, b_wt): validation CE increase over the searched config when only that
-    layer's gates are forced to the pair (locked: diagonal pairs; fixed inputs: b_in 8), on the first 160
-    validation images."""
-    x, y = data.val_subset(SENSITIVITY_IMAGES)
-    base = float(cross_entropy(predict(model, x), y))
-    out: dict[str, dict[str, float]] = {}
-    for name, _ in model.mac_ratio:
-        layer = model.layers[name]
-        w_phi = getattr(layer.w_q, "phi", None)
-        a_phi = getattr(layer.in_q, "phi", None)
-        if w_phi is None:
-            continue
-        saved = [np.asarray(w_phi[...])] + ([np.asarray(a_phi[...])] if a_phi is not None else [])
-        pairs = {}
-        for b_in in (2, 4, 8) if a_phi is not None else (layer.in_q.bits,):
-            for b_wt in (2, 4, 8):
-                if a_phi is w_phi and b_in != b_wt:
-                    continue
-                w_phi[...] = np.asarray(BITS_PHI[b_wt], np.float32)
-                if a_phi is not None and a_phi is not w_phi:
-                    a_phi[...] = np.asarray(BITS_PHI[b_in], np.float32)
-                pairs[f"{b_in},{b_wt}"] = float(cross_entropy(predict(model, x), y)) - base
-        w_phi[...] = saved[0]
-        if a_phi is not None and a_phi is not w_phi:
-            a_phi[...] = saved[1]
-        out[name] = pairs
+    where = {"seed": seed, "float_ckpt": float_ckpt, "steps": steps, "recipe": recipe}
+    how = "off" if stacked == "auto" and getattr(r, "CKPT_EVERY", 0) else resolve_stacked(stacked)
+    groups: dict[tuple, list[int]] = {}
+    for i, run in enumerate(runs):
+        groups.setdefault((run.variant, run.objective) if how != "off" else (i,), []).append(i)
+    out: list = [None] * len(runs)
+    for members in groups.values():
+        group = [runs[i] for i in members]
+        models = [_search_model(topology, r, run, seed, float_ckpt) for run in group]
+        logs = [(run.mu, run.name(seed), Path(run.out_dir) / "checkpoints" / "metrics.jsonl") for run in group]
+        t0 = time.time()
+        if how == "off":
+            (mu, name, log), run = logs[0], group[0]
+            ckpt = _resume(r, Path(run.out_dir) / "checkpoints" / f"{name}-steps")
+            train(models[0], data, r.SEARCH, steps, seed, mu=mu, search=True, log_path=log, desc=name, **ckpt)
+        else:
+            desc = f"{len(group)} runs {group[0].variant}"
+            train_stacked(models, data, r.SEARCH, steps, seed, tuple(logs), desc)
+        share = (time.time() - t0) * (1 - 1 / len(group))  # each stacked run is charged 1/n of the training
+        for i, model, run in zip(members, models, group):
+            out[i] = _finish(model, topology, data, run, where, t0 + share, sensitivity)
     return out
 
 
@@ -228,13 +261,12 @@ def sweep(
     recipe: str = "digits",
     objective: str = "bops",
     table: LatencyTable | None = None,
+    stacked: str = "auto",
 ) -> list[NetConfig]:
-    """A mu sweep (one NetConfig per mu; the train step compiles once per variant and objective)."""
+    """A mu sweep (one NetConfig per mu, one compilation; ``stacked``: see :func:`search_runs`)."""
     mus = get_recipe(recipe).MU_GRID if mus is None else mus
-    return [
-        search(topology, data, float_ckpt, variant, mu, steps, seed, out_dir, recipe, objective=objective, table=table)
-        for mu in mus
-    ]
+    runs = [SearchRun(variant, mu, out_dir, objective, table) for mu in mus]
+    return search_runs(topology, data, float_ckpt, runs, steps, seed, recipe, stacked)
 
 
 def _float_model(topology: Topology, checkpoint: str | os.PathLike) -> QNet:

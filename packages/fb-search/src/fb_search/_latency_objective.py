@@ -6,13 +6,15 @@ A layer's input and weight gates give a distribution over its (b_in, b_wt) pairs
 weight precisions independent (P = pi_in(a) * pi_w(w)); the locked variant, whose two quantizers share one set of
 gates, puts all mass on the diagonal (P(b, b) = pi(b)). QuantLab's ``BBLatencyRegularizer`` uses the same
 product of marginals (quantlib's Bayesian Bits code, ``algorithms/bb``); Free Bits itself searched with BOPs
-(arXiv 2307.02894).
+(arXiv 2307.02894). The matrices are model state (a :class:`LatencyMatrix`), not structure, so searches against
+different targets' tables share one compiled train step.
 """
 
 from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from fb_schema import LatencyTable, MissingLatencyError, Precision
 from fb_schema.topologies import Topology
@@ -57,6 +59,15 @@ def latency_terms(topology: Topology, table: LatencyTable) -> tuple[tuple[str, t
     return tuple(terms)
 
 
+class LatencyMatrix(nnx.Variable):
+    """The stacked ``(layers, PRECS, PRECS)`` normalized latencies of :func:`latency_terms` (never trained)."""
+
+
+def latency_state(terms) -> tuple[tuple[str, ...], LatencyMatrix]:
+    """(layer names, their latency matrices as one :class:`LatencyMatrix`) of :func:`latency_terms`' output."""
+    return tuple(name for name, _ in terms), LatencyMatrix(jnp.asarray([m for _, m in terms], jnp.float32))
+
+
 def _marginal(q) -> tuple[jnp.ndarray, object | None]:
     """(distribution over PRECS, the gates it comes from or None) of one quantizer."""
     if isinstance(q, BBQuant):
@@ -65,14 +76,14 @@ def _marginal(q) -> tuple[jnp.ndarray, object | None]:
     return (jnp.asarray(levels) == q.levels[...]).astype(jnp.float32), None
 
 
-def expected_latency(layers, terms) -> jnp.ndarray:
-    """Expected (normalized) latency of the configurable layers under the current gate distributions."""
+def expected_latency(layers, names: tuple[str, ...], matrices: jnp.ndarray) -> jnp.ndarray:
+    """Expected (normalized) latency of the configurable layers ``names`` (latencies ``matrices[i]``) under the
+    current gate distributions."""
     total = jnp.zeros(())
-    for name, matrix in terms:
+    for name, lat in zip(names, matrices):
         layer = layers[name]
         p_in, g_in = _marginal(layer.in_q)
         p_w, g_w = _marginal(layer.w_q)
-        lat = jnp.asarray(matrix, jnp.float32)
         if g_in is not None and g_in is g_w:  # locked: one gate set, equal precisions
             total = total + jnp.sum(p_w * jnp.diagonal(lat))
         else:

@@ -30,7 +30,7 @@ from flax import nnx
 from fb_schema import ADDER_BITS, DEFAULT_BITS, LayerConfig, NetConfig, Precision, max_abs
 from fb_schema import grid as fb_grid
 from fb_schema.topologies import INPUT, Topology
-from fb_search._latency_objective import OBJECTIVES, expected_latency
+from fb_search._latency_objective import OBJECTIVES, expected_latency, latency_state
 from fb_search.layers import QAdd, QConv, QLinear, QMaxPool, QPool
 from fb_search.quant import VARIANTS, BBOptions, BBQuant, FixedQuant, FloatQuant, Quantizer, QuantRules, QuantTensor
 
@@ -295,11 +295,13 @@ class QNet(nnx.Module):
             raise ValueError(f"objective: expected one of {', '.join(OBJECTIVES)}, got {objective!r}")
         if objective != "bops" and not terms:
             raise ValueError(f"objective {objective!r} needs a latency table")
-        self.objective, self.latency_terms = objective, terms
+        self.objective = objective
+        if objective != "bops":  # the table's values are state, so every target's search compiles alike
+            self.latency_layers, self.latency_matrix = latency_state(terms)
 
     def expected_latency(self) -> jax.Array:
         """Expected 8b/8b-normalized latency of the configurable layers (needs :meth:`use_latency_objective`)."""
-        return expected_latency(self.layers, self.latency_terms)
+        return expected_latency(self.layers, self.latency_layers, self.latency_matrix[...])
 
     def regularizer(self) -> jax.Array:
         """The search penalty: the BOP-weighted gate cost, the expected latency, or their sum (``objective``)."""

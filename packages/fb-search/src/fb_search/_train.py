@@ -94,20 +94,23 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
-@functools.lru_cache(maxsize=16)
-def _train_step(graphdef, spec: OptSpec, steps: int, search: bool):
-    tx = make_optimizer(spec, steps)
+def pure(state):
+    """A ``nnx.State`` as a plain nested dict of arrays (cheap to pass through ``jit``); other trees unchanged."""
+    return nnx.to_pure_dict(state) if isinstance(state, nnx.State) else state
 
-    @functools.partial(jax.jit, donate_argnums=(0, 1, 2))
+
+def _step_fn(graphdef, tx: optax.GradientTransformation, search: bool):
+    """One training step on plain-array trees: ``(params, rest, opt_state, x, y, key, mu) -> (..., metrics)``."""
+
     def step(params, rest, opt_state, x, y, key, mu):
         def loss_fn(params, rest):
-            # Rebuild the non-differentiated variables inside this trace so BatchNorm may update them.
-            model = nnx.merge(graphdef, params, jax.tree.map(lambda v: v, rest))
+            # Rebuilt inside this trace from plain arrays, so BatchNorm may update its statistics.
+            model = nnx.merge(graphdef, params, rest)
             logits = model(x, key)
             ce = cross_entropy(logits, y)
             reg = model.regularizer() if search else jnp.zeros(())
             ebits = model.expected_bits() if search else jnp.zeros(())
-            return ce + mu * reg, (logits, nnx.state(model, nnx.Not(nnx.Param)), ce, reg, ebits)
+            return ce + mu * reg, (logits, pure(nnx.state(model, nnx.Not(nnx.Param))), ce, reg, ebits)
 
         (loss, (logits, rest, ce, reg, ebits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest)
         updates, opt_state = tx.update(grads, opt_state, params)
@@ -115,7 +118,34 @@ def _train_step(graphdef, spec: OptSpec, steps: int, search: bool):
         acc = jnp.mean(jnp.argmax(logits, -1) == y)
         return params, rest, opt_state, {"loss": loss, "ce": ce, "reg": reg, "acc": acc, "ebits": ebits}
 
-    return tx, step
+    return step
+
+
+@functools.lru_cache(maxsize=16)
+def _train_step(graphdef, spec: OptSpec, steps: int, search: bool):
+    """``(tx, step)``: the optimizer and one jitted step over plain-array trees (see :func:`pure`)."""
+    tx = make_optimizer(spec, steps)
+    return tx, jax.jit(_step_fn(graphdef, tx, search), donate_argnums=(0, 1, 2))
+
+
+def _keyed_fn(step):
+    """``step`` with its gate key ``fold_in(key, s)`` computed inside the program (no eager op per step)."""
+
+    def keyed(params, rest, opt_state, x, y, key, s, mu):
+        return step(params, rest, opt_state, x, y, jax.random.fold_in(key, s), mu)
+
+    return keyed
+
+
+@functools.lru_cache(maxsize=16)
+def _train_step_at(graphdef, spec: OptSpec, steps: int, search: bool):
+    """``(tx, step)`` like :func:`_train_step`, the step taking the base key and the step number.
+
+    One dispatch per step: XLA:CPU runs a loop of steps inside one program (``fori_loop``/``scan``) about 5x
+    slower than the same steps dispatched one by one (digitsnet, measured), so the loop stays on the host.
+    """
+    tx = make_optimizer(spec, steps)
+    return tx, jax.jit(_keyed_fn(_step_fn(graphdef, tx, search)), donate_argnums=(0, 1, 2))
 
 
 def train(
@@ -142,42 +172,110 @@ def train(
     """
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx, step = _train_step(graphdef, spec, steps, search)
-    opt_state = tx.init(params)
+    params, rest = pure(params), pure(rest)
+    tx, step = _train_step_at(graphdef, spec, steps, search)
+    state = (params, rest, tx.init(params))
     start = 0
     if ckpt_dir is not None:
-        restored = restore_train_state(ckpt_dir, (params, rest, opt_state))
+        restored = restore_train_state(ckpt_dir, state)
         if restored is not None:
-            start, (params, rest, opt_state) = restored
-    mesh = data_mesh()
-    params, rest, opt_state = replicate((params, rest, opt_state), mesh)
-    key = jax.random.key(seed)
-    mu_arr = replicate(jnp.asarray(mu, jnp.float32), mesh)
-    last: dict[str, float] = {}
-    main = is_main_process()
-    log = open(log_path, "a") if log_path is not None and main else None  # noqa: SIM115 (closed below)
+            start, state = restored
     end = steps if stop_at is None else min(stop_at, steps)
-    try:
-        bar = progress(range(start, end), desc=desc, enabled=main)
-        batches = data.batches(end, spec.batch_size, seed, start)
-        for s, batch in zip(bar, batches):
-            x, y = shard_batch(tuple(np.asarray(a) for a in batch), mesh)
-            params, rest, opt_state, m = step(params, rest, opt_state, x, y, jax.random.fold_in(key, s), mu_arr)
-            if (s + 1) % log_every == 0 or s + 1 == end:
-                last = {k: float(v) for k, v in m.items()}
-                bar.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['acc']:.3f}", bits=f"{last['ebits']:.2f}")
-                if log is not None:
-                    log.write(json.dumps({"stage": desc, "step": s + 1, "mu": mu, **last}) + "\n")
-            if ckpt_dir is not None and ckpt_every and ((s + 1) % ckpt_every == 0 or s + 1 == end):
-                save_train_state(ckpt_dir, s + 1, (params, rest, opt_state))
-    finally:
-        if log is not None:
-            log.close()
-    # Back to ordinary single-device arrays so that eager code (calibration, BN re-estimation) can update them.
-    local = jax.tree.map(lambda a: jnp.asarray(jax.device_get(a)), (params, rest))
-    nnx.update(model, *local)
-    model.eval()
-    return last
+    ckpt = (ckpt_dir, ckpt_every) if ckpt_dir is not None and ckpt_every else None
+    loop = TrainLoop(data, spec, seed, log_every, ((mu, desc, log_path),), desc, ckpt)
+    state, last = loop.run(step, state, start, end)
+    write_back([model], state)
+    return last[0]
+
+
+def write_back(models: list[nnx.Module], state, stacked: bool = False) -> None:
+    """Copy trained ``(params, rest, ...)`` into ``models`` (row ``i`` of a stacked state into ``models[i]``), as
+    ordinary single-device arrays so that eager code (calibration, BN re-estimation) can update them."""
+    local = jax.tree.map(lambda a: np.asarray(jax.device_get(a)), tuple(state[:2]))
+    for i, model in enumerate(models):
+        row = jax.tree.map(lambda a, i=i: jnp.asarray(a[i] if stacked else a), local)
+        nnx.update(model, *row)
+        model.eval()
+
+
+class TrainLoop:
+    """The host side of training: one step dispatched per batch without waiting for it, metrics read (a host
+    sync) only at log points and one log interval late (the next steps are already queued), the progress bar,
+    metrics.jsonl and checkpoints.
+
+    Args:
+      runs: ``(mu, stage name, metrics.jsonl path or None)`` of every trained run; with ``stacked`` the state,
+        mu and metrics have a leading run axis (a stacked sweep).
+      desc: the progress bar's label.
+      ckpt: ``(directory, every)`` for step checkpoints, or None.
+    """
+
+    def __init__(self, data: Dataset, spec: OptSpec, seed: int, log_every: int, runs: tuple, desc: str,
+                 ckpt: tuple | None = None, stacked: bool = False):  # fmt: skip
+        self.data, self.spec, self.seed, self.log_every, self.runs = data, spec, seed, log_every, runs
+        self.desc, self.ckpt, self.stacked = desc, ckpt, stacked
+        self.mesh = data_mesh()
+        self.last: list[dict[str, float]] = [{} for _ in runs]
+
+    def pieces(self, start: int, end: int):
+        """``(a, b)`` step ranges that end at every log and checkpoint point."""
+        every = [self.log_every] + ([self.ckpt[1]] if self.ckpt else [])
+        s = start
+        while s < end:
+            b = min([end] + [(s // e + 1) * e for e in every])
+            yield s, b
+            s = b
+
+    def run(self, step, state, start: int, end: int):
+        """Steps ``start .. end-1`` through ``step``; returns the final state and the last metrics per run."""
+        mus = [mu for mu, _, _ in self.runs]
+        mu = jnp.asarray(mus if self.stacked else mus[0], jnp.float32)
+        state, mu = replicate((state, mu), self.mesh)
+        key = jax.random.key(self.seed)  # left uncommitted: device_put cannot place a key on another host's devices
+        main = is_main_process()
+        paths = {str(p) for _, _, p in self.runs if p is not None} if main else set()
+        log = {p: open(p, "a") for p in sorted(paths)}  # noqa: SIM115 (closed below)
+        bar = progress(total=end - start, desc=self.desc, enabled=main)
+        batches = self.data.batches(end, self.spec.batch_size, self.seed, start)
+        pending = None
+        try:
+            for a, b in self.pieces(start, end):
+                for s in range(a, b):
+                    x, y = self._place(next(batches))
+                    *state, m = step(*state, x, y, key, np.int32(s), mu)
+                self._flush(pending, bar, log, end)  # the previous piece's metrics, while this one runs
+                pending = (a, b, m)
+                if self.ckpt is not None and (b % self.ckpt[1] == 0 or b == end):
+                    self._flush(pending, bar, log, end)
+                    pending = None
+                    save_train_state(self.ckpt[0], b, tuple(state))
+            self._flush(pending, bar, log, end)
+        finally:
+            bar.close()
+            for f in log.values():
+                f.close()
+        return tuple(state), self.last
+
+    def _place(self, batch):
+        """A batch as the step takes it: numpy on one device (jit copies it), else sharded over the mesh."""
+        arrays = tuple(np.asarray(a) for a in batch)
+        return arrays if self.mesh.size == 1 and jax.process_count() == 1 else shard_batch(arrays, self.mesh)
+
+    def _flush(self, pending, bar, log, end: int) -> None:
+        if pending is None:
+            return
+        a, b, m = pending
+        if b % self.log_every and b != end:
+            bar.update(b - a)
+            return
+        host = {k: np.atleast_1d(np.asarray(v)) for k, v in m.items()}
+        self.last = [{k: float(v[i]) for k, v in host.items()} for i in range(len(self.runs))]
+        mean = {k: float(np.mean(v)) for k, v in host.items()}
+        bar.set_postfix(loss=f"{mean['loss']:.3f}", acc=f"{mean['acc']:.3f}", bits=f"{mean['ebits']:.2f}")
+        bar.update(b - a)
+        for (mu, name, path), metrics in zip(self.runs, self.last):
+            if str(path) in log:
+                log[str(path)].write(json.dumps({"stage": name, "step": b, "mu": mu, **metrics}) + "\n")
 
 
 @functools.lru_cache(maxsize=16)
@@ -193,7 +291,7 @@ def predict(model: nnx.Module, x: np.ndarray, batch_size: int = 540) -> np.ndarr
     """Deterministic logits (eval mode: running BN statistics, test-time gates)."""
     model.eval()
     graphdef, state = nnx.split(model)
-    fn = _eval_step(graphdef)
+    fn, state = _eval_step(graphdef), pure(state)  # plain arrays: the structure layer_sensitivity passes too
     return np.concatenate([np.asarray(fn(state, x[i : i + batch_size])) for i in range(0, len(x), batch_size)])
 
 

@@ -122,10 +122,10 @@ def bb_quantize(
     """
     grids = [grid(t, b, signed) for b in precs]
     if key is None:
-        qs = jnp.stack([fake_quant(x, *g) for g in grids])
         idx = level_index(phi, temperature)
-        value = jnp.take(qs, idx, axis=0)
-        hi = jnp.take(jnp.stack([jnp.broadcast_to(g[1], jnp.shape(t)) for g in grids]), idx, axis=0)
+        # a chain of selects, not jnp.take from a stack: XLA:CPU fuses it (digitsnet eval forward 6x faster)
+        value = _select(idx, [fake_quant(x, *g) for g in grids])
+        hi = _select(idx, [jnp.broadcast_to(g[1], jnp.shape(t)) for g in grids])
         inside = (x >= jax.lax.stop_gradient(grids[0][0])) & (x < jax.lax.stop_gradient(hi))
         xp = jnp.where(inside, x, jax.lax.stop_gradient(x))
         return xp + jax.lax.stop_gradient(value - xp)
@@ -141,6 +141,14 @@ def bb_quantize(
             ck = ck.reshape((-1,) + (1,) * (x.ndim - 1))
         out = out + ck * jax.lax.stop_gradient(cur - prev)
         prev = cur
+    return out
+
+
+def _select(idx: jax.Array, options: list[jax.Array]) -> jax.Array:
+    """``options[idx]`` for a traced scalar ``idx`` (elementwise selects)."""
+    out = options[-1]
+    for i in range(len(options) - 2, -1, -1):
+        out = jnp.where(idx == i, options[i], out)
     return out
 
 
