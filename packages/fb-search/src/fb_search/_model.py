@@ -128,7 +128,9 @@ class QNet(nnx.Module):
       mode: ``float``, ``bb``, ``fixed`` or ``tqt``.
       config: the NetConfig giving the precisions (``fixed`` and ``tqt`` only).
       bb: Bayesian Bits options (``bb`` only).
-      dw_impl: depthwise implementation, ``taps`` (fast training on CPU) or ``grouped`` (export).
+      dw_impl: depthwise implementation, ``auto`` (``taps`` on CPU, ``grouped`` on GPU/TPU), ``taps`` or
+        ``grouped``.
+      compute_dtype: ``float32`` or ``bfloat16`` conv operands (float32 accumulation, BatchNorm and parameters).
       rngs: parameter initialization.
     """
 
@@ -138,7 +140,8 @@ class QNet(nnx.Module):
         mode: str = "float",
         config: NetConfig | None = None,
         bb: BBOptions = BBOptions(),
-        dw_impl: str = "taps",
+        dw_impl: str = "auto",
+        compute_dtype: str = "float32",
         *,
         rngs: nnx.Rngs,
     ):
@@ -177,7 +180,8 @@ class QNet(nnx.Module):
                 bits = cfg[layer.name].b_wt if cfg else FIXED_BITS
                 w_q = quantizer(bits, first, True, True, np.ones((lt.out_ch,), np.float32))
                 cls = QConv if lt.op != "linear" else QLinear
-                kwargs = {"dw_impl": dw_impl, "use_bias": layer.bias} if cls is QConv else {}
+                kwargs = {"dw_impl": dw_impl, "compute_dtype": compute_dtype, "use_bias": layer.bias}
+                kwargs = kwargs if cls is QConv else {}
                 layers[layer.name] = cls(lt, None, w_q, layer.act, rngs=rngs, **kwargs)
             elif lt.op == "add":
                 layers[layer.name] = QAdd(lt, act=layer.act)
