@@ -53,38 +53,45 @@ def _patch(xp: jax.Array, i: int, j: int, stride: tuple[int, int], oh: int, ow: 
     return jax.lax.slice(xp, (0, i, j, 0), limit, (1, stride[0], stride[1], 1))
 
 
-def _taps(x: jax.Array, w: jax.Array, stride: tuple[int, int], padding: tuple[int, ...]) -> jax.Array:
+def _pad(x: jax.Array, padding: tuple[int, ...]) -> jax.Array:
     t, l, b, r = padding
-    kh, kw = w.shape[:2]
-    xp = jnp.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
-    oh, ow = _out_size(x.shape[1], kh, stride[0], t, b), _out_size(x.shape[2], kw, stride[1], l, r)
-    acc = _acc(x)  # bfloat16 operands: products and sums in float32
+    return jnp.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
+
+
+def _taps_padded(xp: jax.Array, w: jax.Array, stride: tuple[int, int], out_hw: tuple[int, int]) -> jax.Array:
+    acc = _acc(xp)  # bfloat16 operands: products and sums in float32
     out = None
-    for i in range(kh):
-        for j in range(kw):
-            term = _patch(xp, i, j, stride, oh, ow).astype(acc) * w[i, j, 0].astype(acc)
+    for i in range(w.shape[0]):
+        for j in range(w.shape[1]):
+            term = _patch(xp, i, j, stride, *out_hw).astype(acc) * w[i, j, 0].astype(acc)
             out = term if out is None else out + term
     return out
+
+
+def _dw_out_hw(x, w, stride, padding) -> tuple[int, int]:
+    t, l, b, r = padding
+    return _out_size(x.shape[1], w.shape[0], stride[0], t, b), _out_size(x.shape[2], w.shape[1], stride[1], l, r)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def depthwise_taps(x: jax.Array, w: jax.Array, stride: tuple[int, int], padding: tuple[int, ...]) -> jax.Array:
     """Depthwise conv (NHWC, kernel ``(kh, kw, 1, C)``, padding ``(top, left, bottom, right)``) as shifted taps."""
-    return _taps(x, w, stride, padding)
+    return _taps_padded(_pad(x, padding), w, stride, _dw_out_hw(x, w, stride, padding))
 
 
 def _dw_fwd(x, w, stride, padding):
-    return _taps(x, w, stride, padding), (x, w)
+    xp = _pad(x, padding)  # written once; the forward taps and the weight gradient both read it
+    return _taps_padded(xp, w, stride, _dw_out_hw(x, w, stride, padding)), (xp, w)
 
 
 def _dw_bwd(stride, padding, res, g):
-    x, w = res
+    xp, w = res
     t, l, b, r = padding
     kh, kw = w.shape[:2]
-    n, h, wd, c = x.shape
+    h, wd, c = xp.shape[1] - t - b, xp.shape[2] - l - r, xp.shape[3]
     oh, ow = g.shape[1:3]
     taps = [(i, j) for i in range(kh) for j in range(kw)]
-    gw = _dw_weight_grad(x, g, (kh, kw), stride, padding).reshape(kh, kw, 1, c).astype(w.dtype)
+    gw = _dw_weight_grad(xp, g, (kh, kw), stride).reshape(kh, kw, 1, c).astype(w.dtype)
     # tap (i, j) sends g * w_ij to input rows s*o + i - t: the interior-padded (dilated) g shifted by (i - t, j - l)
     # and cropped to the input; all taps sum in one fused loop
     gx = None
@@ -94,7 +101,7 @@ def _dw_bwd(stride, padding, res, g):
         cfg = ((0, 0, 0), (lo_h, hi_h, stride[0] - 1), (lo_w, hi_w, stride[1] - 1), (0, 0, 0))
         term = jax.lax.pad(g * w[i, j, 0].astype(g.dtype), jnp.zeros((), g.dtype), cfg)
         gx = term if gx is None else gx + term
-    return gx.astype(x.dtype), gw
+    return gx.astype(xp.dtype), gw
 
 
 depthwise_taps.defvjp(_dw_fwd, _dw_bwd)
@@ -107,24 +114,22 @@ def _chunk(n: int, image_bytes: int) -> int:
     return max(k for k in range(1, n + 1) if n % k == 0 and (k == 1 or k * image_bytes <= CHUNK_BYTES))
 
 
-def _dw_weight_grad(x, g, kernel, stride, padding) -> jax.Array:
+def _dw_weight_grad(xp, g, kernel, stride) -> jax.Array:
     """``(kh*kw, C)`` sums over the batch of tap patches times ``g``, one batch chunk at a time.
 
     Summed over the whole batch at once, XLA:CPU writes each of the nine shifted patches to memory before reducing
     it (nine full copies of the input); per cache-sized chunk (a ``scan``) those copies never leave the cache.
     """
-    t, l, b, r = padding
     n, oh, ow = g.shape[:3]
-    k = _chunk(n, x[0].size * x.dtype.itemsize)
+    k = _chunk(n, xp[0].size * xp.dtype.itemsize)
 
     def partial(acc, xg):
-        xp = jnp.pad(xg[0], ((0, 0), (t, b), (l, r), (0, 0)))
-        sums = [jnp.sum(jnp.sum(_patch(xp, i, j, stride, oh, ow).astype(acc.dtype) * xg[1], axis=(0, 1)), axis=0)
+        sums = [jnp.sum(jnp.sum(_patch(xg[0], i, j, stride, oh, ow).astype(acc.dtype) * xg[1], axis=(0, 1)), axis=0)
                 for i in range(kernel[0]) for j in range(kernel[1])]  # fmt: skip
         return acc + jnp.stack(sums).astype(acc.dtype), None
 
-    init = jnp.zeros((kernel[0] * kernel[1], x.shape[-1]), jnp.float32)
-    chunks = (x.reshape(n // k, k, *x.shape[1:]), g.reshape(n // k, k, *g.shape[1:]))
+    init = jnp.zeros((kernel[0] * kernel[1], xp.shape[-1]), jnp.float32)
+    chunks = (xp.reshape(n // k, k, *xp.shape[1:]), g.reshape(n // k, k, *g.shape[1:]))
     return jax.lax.scan(partial, init, chunks)[0]
 
 
