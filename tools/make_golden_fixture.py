@@ -59,65 +59,17 @@ def main() -> None:
     arrays["ref_inputs"] = inputs.astype(np.float32)
     nodes, tensors, values = [], {}, {INPUT: inputs}
     for layer in topo.layers:
-        lt = layer.layer_type
-        node = {
-            "name": layer.name,
-            "op": lt.op,
-            "inputs": list(layer.inputs),
-            "output": layer.name,
-            "layer_type": lt.key,
-            "weight": None,
-            "bias": None,
-            "bn": None,
-            "w_quant": None,
-        }
+        node = _node(layer)
         x = [values[t] for t in layer.inputs]
-        if lt.configurable:
-            b_wt = config.layer(layer.name).b_wt
-            w = rng.normal(0, 0.5, lt.weight_shape_hwio)
-            w_scale = np.abs(w).reshape(-1, lt.out_ch).max(0) / 2 ** (b_wt - 1)
-            arrays[f"{layer.name}.w"] = w.astype(np.float32)
-            arrays[f"{layer.name}.w_scale"] = w_scale.astype(np.float32)
-            node["weight"], node["w_quant"] = (
-                f"{layer.name}.w",
-                {"bits": b_wt, "scale": f"{layer.name}.w_scale", "per_channel": True},
-            )
-            wq = quant(w, w_scale, b_wt, True)
-            if lt.op == "linear":
-                y = x[0].reshape(len(x[0]), -1) @ wq
-                arrays[f"{layer.name}.b"] = rng.normal(0, 0.1, lt.out_ch).astype(np.float32)
-                node["bias"] = f"{layer.name}.b"
-                y = y + arrays[f"{layer.name}.b"]
-            else:
-                y = conv_nhwc(x[0], wq, lt.stride, lt.padding, lt.groups)
-                bn = {
-                    "gamma": rng.uniform(0.5, 1.5, lt.out_ch),
-                    "beta": rng.normal(0.2, 0.1, lt.out_ch),
-                    "mean": y.mean((0, 1, 2)),
-                    "var": y.var((0, 1, 2)) + 0.01,
-                }
-                for k, v in bn.items():
-                    arrays[f"{layer.name}.bn.{k}"] = v.astype(np.float32)
-                node["bn"] = {k: f"{layer.name}.bn.{k}" for k in bn} | {"eps": 1e-5}
-                bn32 = {k: arrays[f"{layer.name}.bn.{k}"].astype(np.float64) for k in bn}
-                y = (y - bn32["mean"]) / np.sqrt(bn32["var"] + 1e-5) * bn32["gamma"] + bn32["beta"]
-        elif lt.op == "add":  # the deployed adder: each input on the common 8-bit step first (fb_schema)
+        if layer.layer_type.configurable:
+            y = _weighted(layer, x[0], config.layer(layer.name).b_wt, rng, arrays, node)
+        elif layer.layer_type.op == "add":  # the deployed adder: each input on the common 8-bit step first
             specs = [(tensors[t]["bits"], tensors[t]["signed"], tensors[t]["scale"]) for t in layer.inputs]
             s_c = residual_add_step(specs)
             y = sum(np.clip(np.floor(v / s_c + 0.5), *grid(ADDER_BITS, sp[1])) * s_c for v, sp in zip(x, specs))
         else:
             y = x[0].mean(axis=(1, 2), keepdims=True)
-        bits = out_bits[layer.name]
-        if bits == 32:
-            tensors[layer.name] = {"bits": 32, "signed": True, "scale": tensors[layer.inputs[0]]["scale"]}
-        else:
-            signed = layer.act == "none" and bool((y < 0).any())
-            if layer.act == "relu6":
-                y = np.clip(y, 0, 6)
-            scale = float(np.abs(y).max()) / max_abs(bits, signed)
-            tensors[layer.name] = {"bits": bits, "signed": signed, "scale": scale}
-            y = quant(y, scale, bits, signed)
-        values[layer.name] = y
+        values[layer.name] = _quantize_output(layer, y, out_bits[layer.name], tensors)
         nodes.append(node)
     arrays["ref_logits"] = values[topo.output].astype(np.float32)
     doc = {
@@ -135,6 +87,64 @@ def main() -> None:
     QuantizedNetwork(doc, QuantizedNetwork.npz_for(OUT)).save(OUT)
     config.save(OUT.with_name("golden_tinynet.config.json"))
     print(f"wrote {OUT} and its .npz ({len(arrays)} arrays)")
+
+
+def _node(layer) -> dict:
+    """The layer's node, without parameters (a weighted layer fills them in)."""
+    lt = layer.layer_type
+    return {
+        "name": layer.name,
+        "op": lt.op,
+        "inputs": list(layer.inputs),
+        "output": layer.name,
+        "layer_type": lt.key,
+        "weight": None,
+        "bias": None,
+        "bn": None,
+        "w_quant": None,
+    }
+
+
+def _weighted(layer, x, b_wt: int, rng, arrays: dict[str, np.ndarray], node: dict) -> np.ndarray:
+    """A conv (+ BN) or linear layer with random weights quantized per channel: its float output."""
+    lt = layer.layer_type
+    w = rng.normal(0, 0.5, lt.weight_shape_hwio)
+    w_scale = np.abs(w).reshape(-1, lt.out_ch).max(0) / 2 ** (b_wt - 1)
+    arrays[f"{layer.name}.w"] = w.astype(np.float32)
+    arrays[f"{layer.name}.w_scale"] = w_scale.astype(np.float32)
+    node["weight"] = f"{layer.name}.w"
+    node["w_quant"] = {"bits": b_wt, "scale": f"{layer.name}.w_scale", "per_channel": True}
+    wq = quant(w, w_scale, b_wt, True)
+    if lt.op == "linear":
+        arrays[f"{layer.name}.b"] = rng.normal(0, 0.1, lt.out_ch).astype(np.float32)
+        node["bias"] = f"{layer.name}.b"
+        return x.reshape(len(x), -1) @ wq + arrays[f"{layer.name}.b"]
+    y = conv_nhwc(x, wq, lt.stride, lt.padding, lt.groups)
+    bn = {
+        "gamma": rng.uniform(0.5, 1.5, lt.out_ch),
+        "beta": rng.normal(0.2, 0.1, lt.out_ch),
+        "mean": y.mean((0, 1, 2)),
+        "var": y.var((0, 1, 2)) + 0.01,
+    }
+    for k, v in bn.items():
+        arrays[f"{layer.name}.bn.{k}"] = v.astype(np.float32)
+    node["bn"] = {k: f"{layer.name}.bn.{k}" for k in bn} | {"eps": 1e-5}
+    bn32 = {k: arrays[f"{layer.name}.bn.{k}"].astype(np.float64) for k in bn}
+    return (y - bn32["mean"]) / np.sqrt(bn32["var"] + 1e-5) * bn32["gamma"] + bn32["beta"]
+
+
+def _quantize_output(layer, y: np.ndarray, bits: int, tensors: dict) -> np.ndarray:
+    """Record the layer's output tensor (bits, sign, scale from its range) and return ``y`` on that grid; the
+    32-bit logits keep their input's scale and are not rounded."""
+    if bits == 32:
+        tensors[layer.name] = {"bits": 32, "signed": True, "scale": tensors[layer.inputs[0]]["scale"]}
+        return y
+    signed = layer.act == "none" and bool((y < 0).any())
+    if layer.act == "relu6":
+        y = np.clip(y, 0, 6)
+    scale = float(np.abs(y).max()) / max_abs(bits, signed)
+    tensors[layer.name] = {"bits": bits, "signed": signed, "scale": scale}
+    return quant(y, scale, bits, signed)
 
 
 if __name__ == "__main__":

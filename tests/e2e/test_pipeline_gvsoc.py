@@ -28,9 +28,11 @@ def test_flows_follow_the_isas_that_picked_a_network():
     assert gvsoc.flows_of("fb-b", SELECTION) == ["mixed-sw"]
     assert gvsoc.flows_of("fb-c", SELECTION) == ["mixed-hw"]  # XpulpNNv2: correctness with the XpulpNN kernels
     assert gvsoc.flows_of("8b", SELECTION) == ["mixed-sw"]  # baselines: XpulpV2
-    slugs = {"pulp-model:xpulpv2": "pulp-xpulpv2", "pulp-model:xpulpnn1": "pulp-xpulpnn1"}
-    assert gvsoc.flows_of("fb-pulp-xpulpnn1--4b", SELECTION, slugs) == ["mixed-hw"]  # made for XpulpNNv1
-    assert gvsoc.flows_of("ks-pulp-xpulpv2-0.9", SELECTION, slugs) == ["mixed-sw"]
+    assert gvsoc.flows_of("fb-pulp-xpulpnn1--4b", SELECTION, "pulp-model:xpulpnn1") == ["mixed-hw"]  # made for it
+    assert gvsoc.flows_of("ks-pulp-xpulpv2-0.9", SELECTION, "pulp-model:xpulpv2") == ["mixed-sw"]
+    # the target the network was made for, not what its id looks like
+    assert gvsoc.flows_of("fb-pulp-xpulpv2--4b", SELECTION, "pulp-model:xpulpnn1") == ["mixed-hw"]
+    assert gvsoc.flows_of("fb-pulp-xpulpnn1--4b", SELECTION) == ["mixed-sw"]
 
 
 def test_report_section():

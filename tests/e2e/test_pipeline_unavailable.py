@@ -55,7 +55,7 @@ def _candidate(run, cid, bits, acc):
     net = NetConfig.homogeneous(tinynet(), bits, bits)
     path = run.out / "configs" / f"{cid}.json"
     dataclasses.replace(net, metrics={"val_accuracy": acc, "accuracy_stage": "bb-eval"}).save(path)
-    return Candidate(cid, path, "unused-checkpoint", key=f"homogeneous/{cid}")
+    return Candidate(cid, path, "unused-checkpoint", "homogeneous", f"homogeneous/{cid}", bits=bits)
 
 
 def test_incomplete_table_runs_with_the_unavailable_rule(run, capsys):
@@ -90,7 +90,8 @@ def test_target_without_deployable_baseline_selects_nothing(tmp_path, monkeypatc
     assert stages.choose(run, [base, b4]) == {cfg.targets[0]: {}}
     assert "8b/8b is not deployable there (0 deployable candidates); nothing selected" in capsys.readouterr().out
     results = {"selection": {cfg.targets[0]: {}}, "slugs": {cfg.targets[0]: "t"},
-               "configs": {"8b": {"latency": {cfg.targets[0]: None}}, "4b": {"latency": {cfg.targets[0]: None}}},
+               "configs": {cid: {"method": "homogeneous", "bits": bits, "latency": {cfg.targets[0]: None}}
+                           for cid, bits in (("8b", 8), ("4b", 4))},
                "tables": {cfg.targets[0]: {"unavailable_pairs": 9}}}  # fmt: skip
     assert report.table_one(results) == []
     assert report.hypervolumes(results, (1.25, 0.5)) == {cfg.targets[0]: {}}

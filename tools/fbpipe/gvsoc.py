@@ -20,11 +20,10 @@ from fb_schema import NetConfig, read_json
 FLOW_ISA = {"mixed-sw": "xpulpv2", "mixed-hw": "xpulpnn1"}
 
 
-def flows_of(cid: str, selection: dict[str, dict[str, str]], slugs: dict[str, str] | None = None) -> list[str]:
-    """The DORY flows of network ``cid``: one per ISA whose selection picked it or that it was made for (its id
-    names the target's slug, as in ``fb-pulp-xpulpnn1--4b``); ``mixed-sw`` for the rest (the baselines)."""
-    targets = [t for t, picks in selection.items() if cid in picks.values()]
-    targets += [t for t, slug in (slugs or {}).items() if cid.partition("-")[2].startswith(f"{slug}-")]
+def flows_of(cid: str, selection: dict[str, dict[str, str]], target: str | None = None) -> list[str]:
+    """The DORY flows of network ``cid``: one per ISA whose selection picked it or that it was made for
+    (``target``, as for 4b/4b's free-bits child per target); ``mixed-sw`` for the rest (the baselines)."""
+    targets = [t for t, picks in selection.items() if cid in picks.values()] + ([target] if target else [])
     isas = [target.split(":")[-1] for target in targets]
     flows = sorted({fb_deploy.ISA_FLOWS[isa] for isa in isas if isa in fb_deploy.ISA_FLOWS}, reverse=True)
     return flows or ["mixed-sw"]
@@ -37,8 +36,10 @@ def table_cycles(run, config_path: Path, flow: str) -> int | None:
     return None if table is None else int(network_latency(NetConfig.load(config_path, run.cfg.allowed_bits), table))
 
 
-def run_all(run, deployed: dict[str, dict], finetuned: dict[str, dict], selection) -> None:
+def run_all(run, deployed: dict[str, dict], finetuned: dict[str, dict], selection, targets=None) -> None:
     """Run every deployed network on GVSOC; add ``deployed[cid]["gvsoc"]``; fail after all ran if any layer failed.
+
+    ``targets`` maps a network to the target it was made for (None: made for every target), as its candidate says.
 
     Raises:
         click.ClickException: a tool is missing (one line), or a checksum failed (every failing network named).
@@ -46,8 +47,7 @@ def run_all(run, deployed: dict[str, dict], finetuned: dict[str, dict], selectio
     failures = []
     for cid, dep in deployed.items():
         records = []
-        slugs = {t: run.cfg.target_slug(t) for t in run.cfg.targets}
-        for flow in flows_of(cid, selection, slugs):
+        for flow in flows_of(cid, selection, (targets or {}).get(cid)):
             model_dir = run.path(dep["dir"])  # records store paths relative to the run directory
             out = model_dir / f"gvsoc-{flow}"
             try:

@@ -11,7 +11,7 @@ from fb_schema import NetConfig, read_json, write_json
 from fbpipe import gvsoc, report, stages
 from fbpipe.checks import check_config, load_data
 from fbpipe.config import PipelineConfig
-from fbpipe.run import Run
+from fbpipe.run import Run, homogeneous_candidate
 
 STAGES = (
     "float training",
@@ -109,20 +109,25 @@ def run_pipeline(cfg: PipelineConfig, out: Path, progress: bool = True, source: 
     candidates = bb + homog + children
     with run.stage(6, n, STAGES[5]):
         selection = stages.choose(run, candidates)
-    todo_ids = ["8b", "4b"] + stages.deployable_ids(
-        run, children, [f"fb-{cfg.target_slug(t)}--4b" for t in cfg.targets]
-    )
-    todo_ids += [cid for picks in selection.values() for cid in picks.values()]
-    todo = stages.candidates_by_id(todo_ids, candidates)
+    todo = stages.candidates_by_id(_todo_ids(run, homog, children, selection), candidates)
     with run.stage(7, n, STAGES[6]):
         finetuned = stages.finetune(run, data, todo)
     with run.stage(8, n, STAGES[7]):
         deployed = stages.deploy(run, data, finetuned)
         if cfg.gvsoc:
-            gvsoc.run_all(run, deployed, finetuned, selection)
+            gvsoc.run_all(run, deployed, finetuned, selection, {c.id: c.target for c in todo})
     with run.stage(9, n, STAGES[8]):
         path = write_results(run, data, candidates, selection, finetuned, deployed)
     return path
+
+
+def _todo_ids(run: Run, homog, children, selection) -> list[str]:
+    """What is fine-tuned and deployed: the baselines, 4b/4b's free-bits child per target (where it can run) and
+    every selected config."""
+    four = homogeneous_candidate(homog, 4)
+    fb4 = [c.id for c in children if c.method == "free-bits" and four is not None and c.parent == four.id]
+    ids = [c.id for c in homog] + stages.deployable_ids(run, children, fb4)
+    return ids + [cid for picks in selection.values() for cid in picks.values()]
 
 
 def write_results(run: Run, data, candidates, selection, finetuned, deployed) -> Path:
@@ -156,7 +161,6 @@ def write_results(run: Run, data, candidates, selection, finetuned, deployed) ->
     }
     results["hypervolume"] = report.hypervolumes(results, cfg.hypervolume_reference)
     results["hypervolume_reference"] = list(cfg.hypervolume_reference)
-    results["hypervolume"] = report.hypervolumes(results, cfg.hypervolume_reference)
     results["table1"] = report.table_one(results)
     results["fb_effect"] = report.fb_effect(candidates, nets, tables)
     results["diffs"] = report.diffs_of(results, nets, tables)
@@ -183,6 +187,7 @@ def _config_record(c, net: NetConfig, tables, path: str) -> dict:
         "seed": net.provenance.get("seed"),
         "parent": c.parent,
         "target": c.target,
+        **({"bits": c.bits} if c.bits is not None else {}),  # homogeneous: how the report finds the baselines
         "val_accuracy": net.metrics["val_accuracy"],
         "bops": net.bops(),
         # None: a pair of the config is missing from (failed in) that target's table, so it cannot run there.

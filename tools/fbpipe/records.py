@@ -92,23 +92,33 @@ class Records:
 
     def why_rerun(self, key: str, inputs: dict[str, Any]) -> str | None:
         """None when the unit can be reused, else the reason it must run again."""
+        stale = self._staleness(key, inputs)
+        return None if stale is None else stale[1]
+
+    def _staleness(self, key: str, inputs: dict[str, Any]) -> tuple[str, str] | None:
+        """None when the unit can be reused, else ``(kind, reason)``; ``kind`` is ``new`` (never ran),
+        ``inputs`` (its inputs changed), ``unreadable`` or ``outputs`` (an output is missing or changed)."""
         try:
             record = read_json(self._path(key))
             old_inputs, outputs = record["inputs"], record["outputs"]
         except SchemaError as exc:
-            return "no record of a finished run" if not self._path(key).exists() else f"unreadable record ({exc})"
+            if not self._path(key).exists():
+                return "new", "no record of a finished run"
+            return "unreadable", f"unreadable record ({exc})"
         except UNREADABLE as exc:
-            return f"unreadable record ({exc})"
+            return "unreadable", f"unreadable record ({exc})"
         canonical = _canonical(inputs)
         changed = [k for k in sorted(set(canonical) | set(old_inputs)) if canonical.get(k) != old_inputs.get(k)]
         if changed:
-            return "inputs changed: " + ", ".join(_change(k, old_inputs.get(k), canonical.get(k)) for k in changed)
+            return "inputs", "inputs changed: " + ", ".join(
+                _change(k, old_inputs.get(k), canonical.get(k)) for k in changed
+            )
         for rel, sha in outputs.items():
             now = path_sha256(self.resolve(rel))
             if now is None:
-                return f"{rel} is missing"
+                return "outputs", f"{rel} is missing"
             if now != sha:
-                return f"{rel} changed since it was written (sha256 {now[:12]}, recorded {sha[:12]})"
+                return "outputs", f"{rel} changed since it was written (sha256 {now[:12]}, recorded {sha[:12]})"
         return None
 
     def write(self, key: str, inputs: dict[str, Any], outputs: list[Path]) -> None:
@@ -139,18 +149,20 @@ class Records:
         ``scratch`` (step checkpoints) is removed before a re-run whose inputs changed: resuming from it would
         mix the old run into the new one.
         """
-        reason = self.why_rerun(key, inputs)
-        if reason is None:
+        stale = self._staleness(key, inputs)
+        if stale is None:
             try:
                 result = load()
                 self.reused.append(key)
                 return result
             except UNREADABLE as exc:
-                reason = f"its outputs cannot be read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
-        if self._path(key).exists() or not reason.startswith("no record"):
+                detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                stale = ("outputs", f"its outputs cannot be read ({detail})")
+        kind, reason = stale
+        if self._path(key).exists() or kind != "new":
             self.echo(f"      re-running {key}: {reason}")
         self.forget(key)  # an interrupted re-run must not leave a record that matches the old outputs
-        if reason.startswith("inputs changed"):
+        if kind == "inputs":
             for path in scratch:
                 shutil.rmtree(path, ignore_errors=True)
         result, outputs = compute()

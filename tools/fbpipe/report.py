@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from fb_heuristic import deployable_latency, diff, format_diff, hypervolume  # noqa: E402
-from fb_schema import LatencyTable, NetConfig  # noqa: E402
+from fb_schema import LatencyTable, NetConfig, write_atomic  # noqa: E402
 from fbpipe.gvsoc import report_lines as gvsoc_report  # noqa: E402
 
 PACKAGES = ("fb-schema", "fb-heuristic", "fb-profile", "fb-search", "fb-deploy", "jax", "flax", "optax", "onnx")
@@ -40,13 +40,14 @@ def table_one(results: dict[str, Any]) -> list[dict[str, Any]]:
     """
     rows = []
     configs = results["configs"]
+    base, four = homogeneous_id(configs, 8), homogeneous_id(configs, 4)
     for target, picks in results["selection"].items():
-        base_lat = configs["8b"]["latency"][target]
+        base_lat = configs[base]["latency"][target]
         if base_lat is None:
             continue
-        entries = [("8b baseline", "8b")]
-        entries += [(f"{k} margin" if k.endswith("pp") else "latency target", v) for k, v in picks.items()]
-        entries += [("4b + FB", f"fb-{results['slugs'][target]}--4b"), ("4b baseline", "4b")]
+        entries = [("8b baseline", base)]
+        entries += [("latency target" if k == "latency_target" else f"{k} margin", v) for k, v in picks.items()]
+        entries += [("4b + FB", _child_of(configs, four, target)), ("4b baseline", four)]
         for label, cid in entries:
             if cid not in configs:
                 continue
@@ -72,7 +73,7 @@ def table_one(results: dict[str, Any]) -> list[dict[str, Any]]:
 def pareto_plot(results: dict[str, Any], target: str, path: Path) -> None:
     """Fig. 2 style: accuracy vs latency; BB-orig, BB-locked, FB points; arrows from each BB config to its child."""
     configs = results["configs"]
-    base = configs["8b"]["latency"][target]
+    base = configs[homogeneous_id(configs, 8)]["latency"][target]
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     if base is None:  # latencies are relative to 8b/8b: without it there is nothing to place
         configs = {}
@@ -85,14 +86,14 @@ def pareto_plot(results: dict[str, Any], target: str, path: Path) -> None:
         "latency-bb": ("v", "tab:red", "latency-aware BB"),
     }
     seen = set()
-    for cid, c in configs.items():
+    for c in configs.values():
         if c.get("target") not in (None, target) or c["latency"][target] is None:
             continue  # another target's, or not deployable here
         x, y = c["latency"][target] / base, 100 * c["val_accuracy"]
-        kind = "fb" if cid.startswith("fb-") else c["method"]
-        if cid in ("8b", "4b"):
+        kind = c["method"]
+        if kind == "homogeneous":
             ax.scatter([x], [y], marker="*", s=160, color="black", zorder=4)
-            ax.annotate(f"{cid}/{cid}", (x, y), textcoords="offset points", xytext=(6, 4))
+            ax.annotate(f"{c['bits']}b/{c['bits']}b", (x, y), textcoords="offset points", xytext=(6, 4))
             continue
         marker, color, label = styles.get(kind, ("x", "grey", kind))
         ax.scatter([x], [y], marker=marker, color=color, label=None if kind in seen else label, zorder=3)
@@ -113,25 +114,50 @@ def pareto_plot(results: dict[str, Any], target: str, path: Path) -> None:
     plt.close(fig)
 
 
-SOURCES = {  # candidate source → which configs form its front
-    "BB": lambda cid, c: c["method"] in ("bb-orig", "bb-locked"),
-    "BB+FB": lambda cid, c: c["method"] in ("bb-orig", "bb-locked") or (cid.startswith("fb-") and "--bb-" in cid),
-    "latency-BB+FB": lambda cid, c: c["method"] == "latency-bb" or (cid.startswith("fb-") and "--lat-" in cid),
-    "knapsack": lambda cid, c: c["method"] == "knapsack",
+BB = ("bb-orig", "bb-locked")
+SOURCES = {  # candidate source → the methods of the configs on its front, and of the parents of its FB children
+    "BB": (BB, ()),
+    "BB+FB": (BB, BB),
+    "latency-BB+FB": (("latency-bb",), ("latency-bb",)),
+    "knapsack": (("knapsack",), ()),
 }
+
+
+def in_source(source: str, c: dict[str, Any], configs: dict[str, Any]) -> bool:
+    """Whether config record ``c`` is on the front of ``source`` (a key of SOURCES)."""
+    methods, fb_parents = SOURCES[source]
+    if c["method"] == "fb":
+        return configs[c["parent"]]["method"] in fb_parents
+    return c["method"] in methods
+
+
+def homogeneous_id(configs: dict[str, Any], bits: int) -> str | None:
+    """The id of the homogeneous config at ``bits`` (8: the baseline every latency is relative to), or None."""
+    return next((cid for cid, c in configs.items() if c.get("method") == "homogeneous" and c.get("bits") == bits), None)
+
+
+def _child_of(configs: dict[str, Any], parent: str | None, target: str) -> str | None:
+    """The id of ``parent``'s free-bits child on ``target``, or None."""
+    return next(
+        (cid for cid, c in configs.items() if c["method"] == "fb" and c["parent"] == parent and c["target"] == target),
+        None,
+    )
 
 
 def hypervolumes(results: dict[str, Any], reference: tuple[float, float]) -> dict[str, dict[str, float]]:
     """Per target and candidate source: hypervolume of (latency / 8b/8b, accuracy) up to a fixed reference."""
     out = {}
+    configs = results["configs"]
     for target in results["slugs"]:
-        base = results["configs"]["8b"]["latency"][target]
+        base = configs[homogeneous_id(configs, 8)]["latency"][target]
         out[target] = {}
-        for source, member in SOURCES.items() if base is not None else ():
+        for source in SOURCES if base is not None else ():
             points = [
                 (c["latency"][target] / base, c["val_accuracy"])
-                for cid, c in results["configs"].items()
-                if member(cid, c) and c.get("target") in (None, target) and c["latency"][target] is not None
+                for c in configs.values()
+                if in_source(source, c, configs)
+                and c.get("target") in (None, target)
+                and c["latency"][target] is not None
             ]
             if points:
                 out[target][source] = hypervolume(points, reference)
@@ -140,6 +166,14 @@ def hypervolumes(results: dict[str, Any], reference: tuple[float, float]) -> dic
 
 def write_report(results: dict[str, Any], out: Path) -> str:
     """Render report.md (numbers come from ``results`` only, so report and results.json agree)."""
+    sections = (_table_one_lines, _deployability, _front_lines, _fb_effect_lines, _deployment_lines, _diff_lines,
+                _reproducibility_lines)  # fmt: skip
+    text = "\n".join(line for section in sections for line in section(results))
+    write_atomic(out / "report.md", text)
+    return text
+
+
+def _table_one_lines(results: dict[str, Any]) -> list[str]:
     lines = [
         f"# Free Bits run `{results['name']}`",
         "",
@@ -156,8 +190,12 @@ def write_report(results: dict[str, Any], out: Path) -> str:
             f"| {r['target']} | {r['row']} | `{r['config']}` | {_cycles(r['latency'])} | {_rel(r['latency_vs_8b'])} "
             f"| {pct(r['fq_accuracy'])} | {pct(r['tqt_accuracy'])} | {pct(r['integer_accuracy'])} |"
         )
-    lines += _deployability(results)
-    lines += ["", "## Pareto fronts", ""]
+    return lines
+
+
+def _front_lines(results: dict[str, Any]) -> list[str]:
+    """The Pareto plots and the hypervolume of each source's front."""
+    lines = ["", "## Pareto fronts", ""]
     for target, slug in results["slugs"].items():
         lines.append(f"![{target}](pareto_{slug}.png)")
     ref = results["hypervolume_reference"]
@@ -171,9 +209,11 @@ def write_report(results: dict[str, Any], out: Path) -> str:
     for target, hv in results["hypervolume"].items():
         cells = " | ".join(f"{hv[s]:.4f}" if s in hv else "–" for s in SOURCES)
         lines.append(f"| {target} | {cells} |")
-    lines += [
-        "",
-        "Latency tables: ![Fig. 1](fig1_throughput.png)",
+    return lines + ["", "Latency tables: ![Fig. 1](fig1_throughput.png)"]
+
+
+def _fb_effect_lines(results: dict[str, Any]) -> list[str]:
+    lines = [
         "",
         "## Free bits vs its parents",
         "",
@@ -185,7 +225,11 @@ def write_report(results: dict[str, Any], out: Path) -> str:
             f"| {f['target']} | `{f['parent']}` | `{f['child']}` | {_fb_change(f)} | "
             f"{100 * f['accuracy_change']:+.2f} | {f['layers_raised']} |"
         )
-    lines += [
+    return lines
+
+
+def _deployment_lines(results: dict[str, Any]) -> list[str]:
+    lines = [
         "",
         "## Deployment",
         "",
@@ -198,39 +242,43 @@ def write_report(results: dict[str, Any], out: Path) -> str:
             f"{'yes' if d['verified'] else 'NO'} | {pct(d['integer_accuracy'])} | "
             f"{d['argmax_disagreements']} |"
         )
-    lines += gvsoc_report(results["deployed"])
-    lines += ["", "## Per-layer diffs of the selected configurations", ""]
+    return lines + gvsoc_report(results["deployed"])
+
+
+def _diff_lines(results: dict[str, Any]) -> list[str]:
+    lines = ["", "## Per-layer diffs of the selected configurations", ""]
     for block in results["diffs"]:
         lines += [f"### `{block['config']}` vs 8b/8b on {block['target']}", "", "```", block["text"], "```", ""]
-    lines += ["## Reproducibility", "", "| config | sha256 | method | seed |", "|---|---|---|---|"]
+    return lines
+
+
+def _reproducibility_lines(results: dict[str, Any]) -> list[str]:
+    """Every config's hash, the tables every latency comes from, package versions and stage times."""
+    lines = ["## Reproducibility", "", "| config | sha256 | method | seed |", "|---|---|---|---|"]
     for cid, c in results["configs"].items():
         lines.append(f"| `{cid}` | `{c['sha256'][:16]}…` | {c['method']} | {c['seed']} |")
-    gaps = any(
-        t.get("unavailable_pairs") for t in results["tables"].values()
-    )  # the column only where it says something
+    gaps = any(t.get("unavailable_pairs") for t in results["tables"].values())  # the column only where it says so
     lines += ["", "Every latency above comes from these tables:", "",
               "| target | table | sha256 | measured on |" + (" unavailable pairs |" if gaps else ""),
               "|---|---|---|---|" + ("---:|" if gaps else "")]  # fmt: skip
     for target, t in results["tables"].items():
         lines.append(f"| {target} | `{t['path']}` | `{t['sha256'][:16]}…` | {t.get('source', 'the built-in model')} |"
                      + (f" {t.get('unavailable_pairs', 0)} |" if gaps else ""))  # fmt: skip
-    lines += [
+    return lines + [
         "",
         "Package versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()),
         "",
         "Stage times: " + ", ".join(f"{k} {v:.1f} s" for k, v in results["timings"].items()),
         "",
     ]
-    text = "\n".join(lines)
-    (out / "report.md").write_text(text)
-    return text
 
 
 def diffs_of(results: dict[str, Any], nets: dict[str, NetConfig], tables: dict[str, LatencyTable]) -> list[dict]:
     blocks = []
+    base = nets[homogeneous_id(results["configs"], 8)]
     for target, picks in results["selection"].items():
         for cid in dict.fromkeys(picks.values()):
-            rows = diff(nets["8b"], nets[cid], tables[target])
+            rows = diff(base, nets[cid], tables[target])
             blocks.append({"target": target, "config": cid, "text": format_diff(rows, only_changed=True)})
     return blocks
 
@@ -238,7 +286,7 @@ def diffs_of(results: dict[str, Any], nets: dict[str, NetConfig], tables: dict[s
 def fb_effect(candidates, nets: dict[str, NetConfig], tables: dict[str, LatencyTable]) -> list[dict]:
     out = []
     for c in candidates:
-        if c.parent is None:
+        if c.method != "free-bits":
             continue
         parent, child, table = nets[c.parent], nets[c.id], tables[c.target]
         before, after = deployable_latency(parent, table), deployable_latency(child, table)
@@ -297,6 +345,6 @@ def _deployability(results: dict[str, Any]) -> list[str]:
             lines.append("Made deployable by raising layers off unavailable pairs: " + ", ".join(
                 f"`{c}` ({', '.join(f'{k} {a}→{b}' for k, (a, b) in configs[c]['raised_unavailable'].items())})"
                 for c in raised) + ".")  # fmt: skip
-        if results["configs"]["8b"]["latency"][target] is None:
+        if configs[homogeneous_id(configs, 8)]["latency"][target] is None:
             lines.append("8b/8b is not deployable here, so no configuration is selected for this target.")
     return lines

@@ -14,20 +14,46 @@ from fb_schema.topologies import resolve_topology
 from fbpipe.config import PipelineConfig
 from fbpipe.records import Records
 
+# The stages that make candidates (a config's provenance names its method in fb_schema's words: "bb-orig", "fb", ...)
+METHODS = ("bb", "latency-bb", "homogeneous", "free-bits", "knapsack")
 
-@dataclass
+
+@dataclass(frozen=True)
 class Candidate:
-    """A configuration on offer for selection: its file, the checkpoint its weights come from, its parent."""
+    """A configuration on offer for selection: the stage and settings that made it, its file, the checkpoint its
+    weights come from.
+
+    What a candidate is lives in its fields; ``id`` only names its files, records and report rows.
+    """
 
     id: str
     path: Path
     checkpoint: str
-    parent: str | None = None
-    target: str | None = None  # FB children belong to one target
+    method: str  # one of METHODS
     key: str | None = None  # the record of the work that wrote it (its digest is what dependents depend on)
+    target: str | None = None  # latency-aware, free-bits and knapsack configs belong to one target
+    parent: str | None = None  # free bits: the id of the config it started from
+    variant: str | None = None  # Bayesian Bits: "orig" or "locked"
+    mu: float | None = None  # Bayesian Bits: the regularizer strength
+    bits: int | None = None  # homogeneous: the precision of every searchable pair
+    budget: float | None = None  # knapsack: the latency budget, a fraction of 8b/8b's
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"candidate {self.id}: method: expected one of {', '.join(METHODS)}, got {self.method!r}")
+
+    @property
+    def is_baseline(self) -> bool:
+        """The 8b/8b configuration: the reference of every selection, and nothing is more precise."""
+        return self.method == "homogeneous" and self.bits == 8
 
     def load(self, allowed) -> NetConfig:
         return NetConfig.load(self.path, allowed)
+
+
+def homogeneous_candidate(candidates, bits: int) -> Candidate | None:
+    """The homogeneous candidate at ``bits`` (8: the baseline), or None."""
+    return next((c for c in candidates if c.method == "homogeneous" and c.bits == bits), None)
 
 
 def network_of(cfg: PipelineConfig, data=None):

@@ -13,7 +13,7 @@ import fb_profile
 import fb_search
 from fb_heuristic import deployable_latency, free_bits, homogeneous, knapsack, network_latency, select
 from fb_schema import LatencyTable, NetConfig, Precision, QuantizedNetwork, all_pairs, read_json, write_json
-from fbpipe.run import Candidate, Run, with_accuracy
+from fbpipe.run import Candidate, Run, homogeneous_candidate, with_accuracy
 
 KNAPSACK_BINS = 4096
 
@@ -88,7 +88,9 @@ def search(run: Run, data, float_ckpt: str) -> list[Candidate]:
             cid = f"bb-{variant}-mu{mu:g}"
             net = _bb_run(run, data, float_ckpt, cid, variant, mu, run.out / "search", (), {})
             path = run.out / "configs" / f"{cid}.json"
-            out.append(Candidate(cid, path, net.provenance["checkpoint"], key=f"search/{cid}"))
+            out.append(
+                Candidate(cid, path, net.provenance["checkpoint"], "bb", f"search/{cid}", variant=variant, mu=mu)
+            )
     for target, table in run.tables().items() if run.cfg.latency_mus else ():
         if skip_incomplete(run, table, target, "latency-aware search"):
             continue
@@ -100,7 +102,8 @@ def search(run: Run, data, float_ckpt: str) -> list[Candidate]:
                               (f"table/{slug}",), {"objective": "latency"}, objective="latency",
                               table=table)  # fmt: skip
                 path = run.out / "configs" / f"{cid}.json"
-                out.append(Candidate(cid, path, net.provenance["checkpoint"], None, target, f"search/{cid}"))
+                out.append(Candidate(cid, path, net.provenance["checkpoint"], "latency-bb", f"search/{cid}", target,
+                                     variant=variant, mu=mu))  # fmt: skip
     return out
 
 
@@ -157,7 +160,7 @@ def homogeneous_candidates(run: Run, data, float_ckpt: str) -> list[Candidate]:
         inputs = {"upstream": run.upstream("float"), "bits": bits, "seed": run.cfg.seed}
         net = run.cached(f"homogeneous/{cid}", inputs, compute, lambda p=path: NetConfig.load(p, run.cfg.allowed_bits))
         click.echo(f"      {cid:<22} acc {net.metrics['val_accuracy']:.2%}")
-        out.append(Candidate(cid, path, float_ckpt, key=f"homogeneous/{cid}"))
+        out.append(Candidate(cid, path, float_ckpt, "homogeneous", f"homogeneous/{cid}", bits=bits))
     return out
 
 
@@ -170,7 +173,7 @@ def apply_free_bits(run: Run, data, parents: list[Candidate]) -> list[Candidate]
         # deployable: never moved to, and moved off to the fastest available more precise pair.
         mode = "unavailable" if missing_pairs(table, run.cfg.allowed_bits) else "error"
         for parent in parents:
-            if parent.id == "8b" or parent.target not in (None, target):
+            if parent.is_baseline or parent.target not in (None, target):
                 continue  # nothing is more precise than 8b/8b; latency-aware configs belong to one target
             cid = f"fb-{slug}--{parent.id}"
             path = run.out / "configs" / f"{cid}.json"
@@ -201,14 +204,18 @@ def apply_free_bits(run: Run, data, parents: list[Candidate]) -> list[Candidate]
             else:
                 lat = f"lat {after_lat / before_lat - 1:+6.1%}"
             click.echo(f"      {cid:<40} {lat}  acc {net.metrics['val_accuracy']:.2%}")
-            children.append(Candidate(cid, path, parent.checkpoint, parent.id, target, f"free-bits/{cid}"))
+            children.append(Candidate(cid, path, parent.checkpoint, "free-bits", f"free-bits/{cid}", target, parent.id))
     return children
 
 
 def knapsack_candidates(run: Run, data, bb: list[Candidate]) -> list[Candidate]:
-    """The latency-budget optimizer per target, from the 8-bit search's per-layer sensitivities."""
-    source = next((c for c in bb if c.id.endswith("-mu0")), None)
-    if source is None or not run.cfg.knapsack_budgets:
+    """The latency-budget optimizer per target, from the per-layer sensitivities of the unregularized (μ = 0, so
+    8-bit) search, which serves every target."""
+    if not run.cfg.knapsack_budgets:
+        return []
+    source = next((c for c in bb if c.method == "bb" and c.mu == 0), None)
+    if source is None:
+        click.echo("      no search with μ = 0 (mus) to take sensitivities from; skipping the knapsack optimizer")
         return []
     parent = source.load(run.cfg.allowed_bits)
     if "sensitivity" not in parent.metrics:
@@ -244,7 +251,7 @@ def knapsack_candidates(run: Run, data, bb: list[Candidate]) -> list[Candidate]:
                 continue
             lat = network_latency(net, table) / network_latency(base, table)
             click.echo(f"      {cid:<40} lat {lat - 1:+6.1%}  acc {net.metrics['val_accuracy']:.2%}")
-            out.append(Candidate(cid, path, source.checkpoint, None, target, f"knapsack/{cid}"))
+            out.append(Candidate(cid, path, source.checkpoint, "knapsack", f"knapsack/{cid}", target, budget=fraction))
     return out
 
 
@@ -255,31 +262,36 @@ def choose(run: Run, candidates: list[Candidate]) -> dict[str, dict[str, str]]:
     there is no reference, and nothing is selected for that target.
     """
     nets = {c.id: c.load(run.cfg.allowed_bits) for c in candidates}
-    ids = {id(n): cid for cid, n in nets.items()}
+    base = homogeneous_candidate(candidates, 8)
+    if base is None:
+        raise ValueError("selection needs the 8b/8b candidate: every pick is compared with it")
     chosen: dict[str, dict[str, str]] = {}
     for target, table in run.tables().items():
-        ok = [
-            c.id for c in candidates if c.target in (None, target) and deployable_latency(nets[c.id], table) is not None
-        ]
-        pool = [nets[cid] for cid in ok if cid != "8b"]
-        base = nets["8b"]
+        ok = [c for c in candidates if c.target in (None, target) and deployable_latency(nets[c.id], table) is not None]
         picks = {}
-        if "8b" not in ok:
+        if base not in ok:
             click.echo(f"      {run.cfg.target_slug(target)}: 8b/8b is not deployable there ({len(ok)} deployable "
                        "candidates); nothing selected")  # fmt: skip
             chosen[target] = picks
             continue
+        pool = [c for c in ok if c is not base]
         for margin in run.cfg.margins_pp:
-            picks[f"{margin:g}pp"] = ids[id(select(pool, table, base, max_accuracy_drop_pp=margin).config)]
-        budget = int(network_latency(base, table) * run.cfg.latency_target_fraction)
+            picks[f"{margin:g}pp"] = _pick(nets, base, pool, table, max_accuracy_drop_pp=margin)
+        budget = int(network_latency(nets[base.id], table) * run.cfg.latency_target_fraction)
         try:
-            picks["latency_target"] = ids[id(select(pool, table, base, latency_target=budget).config)]
+            picks["latency_target"] = _pick(nets, base, pool, table, latency_target=budget)
         except ValueError as exc:
             click.echo(f"      {run.cfg.target_slug(target)}: {exc}")
         chosen[target] = picks
         names = ", ".join(f"{k}: {v}" for k, v in picks.items())
         click.echo(f"      {run.cfg.target_slug(target)}: {names}")
     return chosen
+
+
+def _pick(nets: dict[str, NetConfig], base: Candidate, pool: list[Candidate], table, **criterion) -> str:
+    """The id of the candidate ``select`` picks among ``pool`` and ``base`` (it returns one of the configs given)."""
+    config = select([nets[c.id] for c in pool], table, nets[base.id], **criterion).config
+    return next(c.id for c in (base, *pool) if nets[c.id] is config)
 
 
 def finetune(run: Run, data, todo: list[Candidate]) -> dict[str, dict]:

@@ -24,7 +24,7 @@ from fb_deploy._memory import L2_BYTES, l2_report
 from fb_deploy._qdq import export_qdq
 from fb_deploy._single_layer import single_layer_network
 from fb_deploy._verify import MAX_STEPS, verify
-from fb_schema import LayerType, QuantizedNetwork, SchemaError, write_json
+from fb_schema import LayerType, QuantizedNetwork, SchemaError, error_line, write_json
 
 
 def _friendly(fn):
@@ -35,7 +35,7 @@ def _friendly(fn):
         try:
             return fn(*args, **kwargs)
         except (DeployError, SchemaError, FileNotFoundError, json.JSONDecodeError) as exc:
-            raise click.ClickException(str(exc).splitlines()[0]) from None
+            raise click.ClickException(error_line(exc)) from None
 
     return wrapper
 

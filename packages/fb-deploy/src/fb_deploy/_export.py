@@ -99,68 +99,13 @@ def build_dory_model(int_net: IntegerNetwork) -> onnx.ModelProto:
         lt = layer.layer_type
         x = [names[t] for t in layer.inputs]
         if layer.op in ("conv2d", "depthwise_conv2d"):
-            wt = b.const(f"{layer.name}.weight", layer.weight.transpose(3, 2, 0, 1))
-            y = b.node(
-                "Conv",
-                [x[0], wt],
-                kernel_shape=list(lt.kernel),
-                strides=list(lt.stride),
-                pads=list(lt.padding),
-                dilations=[1, 1],
-                group=lt.groups,
-                weight_bits=layer.w_bits,
-                bias_bits=32,
-            )
-            y = b.requant(y, layer.name, layer, (lt.out_ch, 1, 1), int_net.requant_bits)
+            y = _conv(b, layer, x[0], int_net.requant_bits)
         elif layer.op == "linear":
-            src_shape = shapes[layer.inputs[0]]
-            if len(src_shape) == 3:
-                x[0] = b.node("Flatten", [x[0]], axis=1)
-                # ONNX flattens CHW; DORY itself permutes CHW-ordered FC weights to its HWC layout.
-                wmat = layer.weight.reshape(*src_shape, lt.out_ch).transpose(2, 0, 1, 3).reshape(-1, lt.out_ch)
-            else:
-                wmat = layer.weight
-            inputs = [x[0], b.const(f"{layer.name}.weight", wmat)]
-            if layer.bias is not None:
-                inputs.append(b.const(f"{layer.name}.bias", layer.bias))
-            y = b.node("Gemm", inputs, alpha=1.0, beta=1.0, transB=0, weight_bits=layer.w_bits, bias_bits=32)
-            if layer.mul is not None:
-                y = b.requant(y, layer.name, layer, (lt.out_ch,), int_net.requant_bits)
-        elif layer.op == "maxpool":
-            y = b.node("MaxPool", [x[0]], kernel_shape=list(lt.kernel), strides=list(lt.stride), pads=list(lt.padding))
-        elif layer.op == "avgpool":
-            if tuple(lt.kernel) == (lt.in_h, lt.in_w):
-                y = b.node("GlobalAveragePool", [x[0]])
-            else:
-                y = b.node("AveragePool", [x[0]], kernel_shape=list(lt.kernel), strides=list(lt.stride), pads=[0] * 4)
-            y = b.requant(y, layer.name, layer, (), 32)
+            y = _linear(b, layer, x[0], shapes[layer.inputs[0]], int_net.requant_bits)
+        elif layer.op in ("maxpool", "avgpool"):
+            y = _pool(b, layer, x[0])
         else:
-            (m1, a1, s1), (m2, a2, s2), (mo, ao, so) = layer.add_rq
-            n1, n2 = 2 ** layer.in_bits[0], 2 ** layer.in_bits[1]
-            x, swap = _dory_add_order(layer, x, prev)
-            if swap:
-                (m1, a1, s1, n1), (m2, a2, s2, n2) = (m2, a2, s2, n2), (m1, a1, s1, n1)
-            y = b.node(
-                "Add",
-                x,
-                in1_mul=m1,
-                in1_add=a1,
-                in1_shift=s1,
-                in1_n_levels=n1,
-                in1_rq=1,
-                in2_mul=m2,
-                in2_add=a2,
-                in2_shift=s2,
-                in2_n_levels=n2,
-                in2_rq=1,
-                out_mul=mo,
-                out_add=ao,
-                out_shift=so,
-                out_n_levels=2**layer.out_bits,
-                out_rq=1,
-                out_signed=int(layer.out_signed),
-                add_bits=8,
-            )
+            y = _add(b, layer, x, prev)
         names[layer.output] = prev = y
         shapes[layer.output] = (lt.out_ch,) if layer.op == "linear" else (*lt.out_hw, lt.out_ch)
     last = int_net.layers[-1].layer_type
@@ -175,6 +120,84 @@ def build_dory_model(int_net: IntegerNetwork) -> onnx.ModelProto:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="fb-deploy")
     model.ir_version = 6
     return model
+
+
+def _conv(b: _Builder, layer: IntLayer, x: str, requant_bits: int) -> str:
+    """A (depthwise) Conv on OIHW integer weights, then its requantization."""
+    lt = layer.layer_type
+    wt = b.const(f"{layer.name}.weight", layer.weight.transpose(3, 2, 0, 1))
+    y = b.node(
+        "Conv",
+        [x, wt],
+        kernel_shape=list(lt.kernel),
+        strides=list(lt.stride),
+        pads=list(lt.padding),
+        dilations=[1, 1],
+        group=lt.groups,
+        weight_bits=layer.w_bits,
+        bias_bits=32,
+    )
+    return b.requant(y, layer.name, layer, (lt.out_ch, 1, 1), requant_bits)
+
+
+def _linear(b: _Builder, layer: IntLayer, x: str, src_shape: tuple, requant_bits: int) -> str:
+    """A Gemm (after a Flatten where it reads a feature map), requantized unless it is the classifier."""
+    lt = layer.layer_type
+    if len(src_shape) == 3:
+        x = b.node("Flatten", [x], axis=1)
+        # ONNX flattens CHW; DORY itself permutes CHW-ordered FC weights to its HWC layout.
+        wmat = layer.weight.reshape(*src_shape, lt.out_ch).transpose(2, 0, 1, 3).reshape(-1, lt.out_ch)
+    else:
+        wmat = layer.weight
+    inputs = [x, b.const(f"{layer.name}.weight", wmat)]
+    if layer.bias is not None:
+        inputs.append(b.const(f"{layer.name}.bias", layer.bias))
+    y = b.node("Gemm", inputs, alpha=1.0, beta=1.0, transB=0, weight_bits=layer.w_bits, bias_bits=32)
+    if layer.mul is not None:
+        y = b.requant(y, layer.name, layer, (lt.out_ch,), requant_bits)
+    return y
+
+
+def _pool(b: _Builder, layer: IntLayer, x: str) -> str:
+    """A MaxPool, or a (global) average pool and its requantization."""
+    lt = layer.layer_type
+    if layer.op == "maxpool":
+        return b.node("MaxPool", [x], kernel_shape=list(lt.kernel), strides=list(lt.stride), pads=list(lt.padding))
+    if tuple(lt.kernel) == (lt.in_h, lt.in_w):
+        y = b.node("GlobalAveragePool", [x])
+    else:
+        y = b.node("AveragePool", [x], kernel_shape=list(lt.kernel), strides=list(lt.stride), pads=[0] * 4)
+    return b.requant(y, layer.name, layer, (), 32)
+
+
+def _add(b: _Builder, layer: IntLayer, x: list[str], prev: str | None) -> str:
+    """A residual Add with both inputs and the output requantized, inputs in the order DORY needs."""
+    (m1, a1, s1), (m2, a2, s2), (mo, ao, so) = layer.add_rq
+    n1, n2 = 2 ** layer.in_bits[0], 2 ** layer.in_bits[1]
+    x, swap = _dory_add_order(layer, x, prev)
+    if swap:
+        (m1, a1, s1, n1), (m2, a2, s2, n2) = (m2, a2, s2, n2), (m1, a1, s1, n1)
+    return b.node(
+        "Add",
+        x,
+        in1_mul=m1,
+        in1_add=a1,
+        in1_shift=s1,
+        in1_n_levels=n1,
+        in1_rq=1,
+        in2_mul=m2,
+        in2_add=a2,
+        in2_shift=s2,
+        in2_n_levels=n2,
+        in2_rq=1,
+        out_mul=mo,
+        out_add=ao,
+        out_shift=so,
+        out_n_levels=2**layer.out_bits,
+        out_rq=1,
+        out_signed=int(layer.out_signed),
+        add_bits=8,
+    )
 
 
 def write_golden(path: Path, values: np.ndarray, title: str) -> None:

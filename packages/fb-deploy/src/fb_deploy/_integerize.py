@@ -70,14 +70,7 @@ def _integerize(qn: QuantizedNetwork, width: int, max_shift: int, precise: bool 
         ins = [specs[t] for t in node["inputs"]]
         out = specs[node["output"]]
         name = node["name"]
-        if out["bits"] == 32 and not (index == last and node["op"] == "linear"):
-            raise IntegerizationError(f"layer {name!r}: only the final linear layer may output int32")
-        for i, s in enumerate([*ins, out]):
-            if s["bits"] not in DORY_BITS and not (s is out and out["bits"] == 32):
-                raise IntegerizationError(
-                    f"layer {name!r}: {'output' if s is out else f'input {i}'} has {s['bits']} bits; "
-                    f"DORY kernels exist for {list(DORY_BITS)} only"
-                )
+        _check_widths(name, ins, out, final=index == last and node["op"] == "linear")
         common = dict(
             name=name,
             op=node["op"],
@@ -119,6 +112,18 @@ def _integerize(qn: QuantizedNetwork, width: int, max_shift: int, precise: bool 
         ref_logits=arrays[qn.doc["reference"]["logits"]],
         config_sha256=qn.doc.get("config_sha256"),
     )
+
+
+def _check_widths(name: str, ins: list[dict], out: dict, final: bool) -> None:
+    """Every input and the output at a DORY kernel width; int32 only out of the ``final`` linear classifier."""
+    if out["bits"] == 32 and not final:
+        raise IntegerizationError(f"layer {name!r}: only the final linear layer may output int32")
+    for i, s in enumerate([*ins, out]):
+        if s["bits"] not in DORY_BITS and not (s is out and out["bits"] == 32):
+            raise IntegerizationError(
+                f"layer {name!r}: {'output' if s is out else f'input {i}'} has {s['bits']} bits; "
+                f"DORY kernels exist for {list(DORY_BITS)} only"
+            )
 
 
 def _linear_layer(node, lt, sin, sout, arrays, width, max_shift, precise, common) -> tuple[IntLayer, np.ndarray]:

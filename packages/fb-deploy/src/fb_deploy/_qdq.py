@@ -20,7 +20,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from fb_deploy._integer_network import IntegerNetwork, grid
+from fb_deploy._integer_network import IntegerNetwork, IntLayer, grid
 from fb_deploy._reference import run_reference
 
 QDQ_OPSET = 13
@@ -73,46 +73,12 @@ def build_qdq_model(int_net: IntegerNetwork) -> onnx.ModelProto:
         lt = layer.layer_type
         x = [names[t] for t in layer.inputs]
         if layer.op == "add":
-            parts = []
-            for xi, (m, a, s), signed in zip(x, layer.add_rq[:2], layer.in_signed):
-                y = g.op("Add", [g.op("Mul", [xi, g.const(m / 2**s)]), g.const((a - 2 ** (s - 1) + 0.5) / 2**s)])
-                parts.append(g.qdq(y, 8, signed))
-            m, a, s = layer.add_rq[2]
-            y = g.op(
-                "Add", [g.op("Mul", [g.op("Add", parts), g.const(m / 2**s)]), g.const((a - 2 ** (s - 1) + 0.5) / 2**s)]
-            )
+            y = _add(g, layer, x)
         elif layer.op == "avgpool":
-            ks = lt.kernel[0] * lt.kernel[1]
-            if tuple(lt.kernel) == (lt.in_h, lt.in_w):
-                y = g.op("GlobalAveragePool", [x[0]])
-            else:
-                y = g.op("AveragePool", [x[0]], kernel_shape=list(lt.kernel), strides=list(lt.stride))
-            d = layer.shift
-            y = g.op("Mul", [y, g.const(ks * (int(layer.mul) // ks) / 2**d)])
-            y = g.op("Add", [y, g.const((int(layer.add) - 2 ** (d - 1) + 0.5) / 2**d)])
+            y = _avgpool(g, layer, x[0])
         else:
-            final = layer.mul is None
-            d = 0 if final else layer.shift
-            scale = np.ones(lt.out_ch) if final else layer.mul / 2.0**d
             weight_bits[layer.name] = layer.w_bits
-            if layer.op == "linear":
-                src = ranks[layer.inputs[0]]
-                xin = g.op("Flatten", [x[0]], axis=1) if len(src) == 3 else x[0]
-                wmat = layer.weight
-                if len(src) == 3:  # ONNX flattens CHW; the integer network's rows are HWC
-                    wmat = wmat.reshape(*src, lt.out_ch).transpose(2, 0, 1, 3).reshape(-1, lt.out_ch)
-                y = g.op("MatMul", [xin, g.weights(wmat, scale, axis=1)])
-            else:
-                wt = g.weights(layer.weight.transpose(3, 2, 0, 1), scale, axis=0)
-                conv = dict(kernel_shape=list(lt.kernel), strides=list(lt.stride), pads=list(lt.padding))
-                y = g.op("Conv", [x[0], wt], group=lt.groups, **conv)
-            shape = (-1,) if layer.op == "linear" else (-1, 1, 1)
-            if final:
-                if layer.bias is not None:
-                    y = g.op("Add", [y, g.const(layer.bias)])
-            else:
-                offset = (layer.add - 2 ** (d - 1) + 0.5) / 2.0**d
-                y = g.op("Add", [y, g.const(offset.reshape(shape))])
+            y = _weighted(g, layer, x[0], ranks[layer.inputs[0]])
         if layer.mul is not None or layer.add_rq is not None:
             y = g.qdq(y, layer.out_bits, layer.out_signed)
             tensor_bits[layer.output] = layer.out_bits
@@ -137,6 +103,51 @@ def build_qdq_model(int_net: IntegerNetwork) -> onnx.ModelProto:
     )
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def _add(g: _Graph, layer: IntLayer, x: list[str]) -> str:
+    parts = []
+    for xi, (m, a, s), signed in zip(x, layer.add_rq[:2], layer.in_signed):
+        y = g.op("Add", [g.op("Mul", [xi, g.const(m / 2**s)]), g.const((a - 2 ** (s - 1) + 0.5) / 2**s)])
+        parts.append(g.qdq(y, 8, signed))
+    m, a, s = layer.add_rq[2]
+    return g.op("Add", [g.op("Mul", [g.op("Add", parts), g.const(m / 2**s)]), g.const((a - 2 ** (s - 1) + 0.5) / 2**s)])
+
+
+def _avgpool(g: _Graph, layer: IntLayer, x: str) -> str:
+    lt = layer.layer_type
+    ks = lt.kernel[0] * lt.kernel[1]
+    if tuple(lt.kernel) == (lt.in_h, lt.in_w):
+        y = g.op("GlobalAveragePool", [x])
+    else:
+        y = g.op("AveragePool", [x], kernel_shape=list(lt.kernel), strides=list(lt.stride))
+    d = layer.shift
+    y = g.op("Mul", [y, g.const(ks * (int(layer.mul) // ks) / 2**d)])
+    return g.op("Add", [y, g.const((int(layer.add) - 2 ** (d - 1) + 0.5) / 2**d)])
+
+
+def _weighted(g: _Graph, layer: IntLayer, x: str, src: tuple) -> str:
+    """A conv or linear on dequantized integer weights (per-channel scale ``mul / 2^shift``), plus its offset;
+    the classifier (no requantization) keeps unit scales and adds its bias."""
+    lt = layer.layer_type
+    final = layer.mul is None
+    d = 0 if final else layer.shift
+    scale = np.ones(lt.out_ch) if final else layer.mul / 2.0**d
+    if layer.op == "linear":
+        xin = g.op("Flatten", [x], axis=1) if len(src) == 3 else x
+        wmat = layer.weight
+        if len(src) == 3:  # ONNX flattens CHW; the integer network's rows are HWC
+            wmat = wmat.reshape(*src, lt.out_ch).transpose(2, 0, 1, 3).reshape(-1, lt.out_ch)
+        y = g.op("MatMul", [xin, g.weights(wmat, scale, axis=1)])
+    else:
+        wt = g.weights(layer.weight.transpose(3, 2, 0, 1), scale, axis=0)
+        conv = dict(kernel_shape=list(lt.kernel), strides=list(lt.stride), pads=list(lt.padding))
+        y = g.op("Conv", [x, wt], group=lt.groups, **conv)
+    shape = (-1,) if layer.op == "linear" else (-1, 1, 1)
+    if final:
+        return g.op("Add", [y, g.const(layer.bias)]) if layer.bias is not None else y
+    offset = (layer.add - 2 ** (d - 1) + 0.5) / 2.0**d
+    return g.op("Add", [y, g.const(offset.reshape(shape))])
 
 
 def compare_qdq(int_net: IntegerNetwork, model: onnx.ModelProto, x_real_nhwc: np.ndarray) -> dict[str, float]:

@@ -10,12 +10,13 @@ import io
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from fb_deploy._reference import conv_float, window_sum
 from fb_schema import NetConfig, QuantizedNetwork, grid, max_abs, write_atomic
-from fb_schema.topologies import INPUT, Topology
+from fb_schema.topologies import INPUT, Topology, TopologyLayer
 
 
 def _quant(x: np.ndarray, scale, bits: int, signed: bool) -> np.ndarray:
@@ -85,54 +86,13 @@ def random_quantized_network(
         node = {"name": name, "op": lt.op, "inputs": list(layer.inputs), "output": name, "layer_type": lt.key}
         node |= {"weight": None, "bias": None, "bn": None, "w_quant": None}
         x = [values[t] for t in layer.inputs]
-        bits = out_bits[name]
         if lt.configurable:
-            b_wt = config.layer(name).b_wt
-            fan_in = lt.kernel[0] * lt.kernel[1] * lt.in_ch // lt.groups
-            wf = rng.normal(0, 1 / np.sqrt(fan_in), lt.weight_shape_hwio)
-            w_scale = np.abs(wf).reshape(-1, lt.out_ch).max(0) / 2 ** (b_wt - 1)
-            arrays[f"{name}.w"], arrays[f"{name}.w_scale"] = wf.astype(np.float32), w_scale.astype(np.float32)
-            node["weight"] = f"{name}.w"
-            node["w_quant"] = {"bits": b_wt, "scale": f"{name}.w_scale", "per_channel": True}
-            wq = _quant(
-                arrays[f"{name}.w"].astype(np.float64), arrays[f"{name}.w_scale"].astype(np.float64), b_wt, True
-            )
-            if lt.op == "linear":
-                y = x[0].reshape(len(x[0]), -1) @ wq
-            else:
-                y = conv_float(x[0], wq, lt)
-            if bits == 32:
-                arrays[f"{name}.b"] = rng.normal(0, 0.1, lt.out_ch).astype(np.float32)
-                node["bias"] = f"{name}.b"
-                y = y + arrays[f"{name}.b"]
-            else:
-                axes = tuple(range(y.ndim - 1))
-                stats = {
-                    "gamma": rng.uniform(0.5, 1.5, lt.out_ch),
-                    "beta": rng.normal(0.5, 0.5, lt.out_ch),
-                    "mean": y.mean(axes),
-                    "var": y.var(axes) + 1e-3,
-                }
-                for k, v in stats.items():
-                    arrays[f"{name}.bn.{k}"] = v.astype(np.float32)
-                node["bn"] = {k: f"{name}.bn.{k}" for k in stats} | {"eps": 1e-5}
-                bn = {k: arrays[f"{name}.bn.{k}"].astype(np.float64) for k in stats}
-                y = (y - bn["mean"]) / np.sqrt(bn["var"] + 1e-5) * bn["gamma"] + bn["beta"]
+            y = _weighted(layer, x[0], config.layer(name).b_wt, out_bits[name] == 32, rng, arrays, node)
         elif lt.op == "add":
             y = x[0] + x[1]
         else:
             y = window_sum(x[0], lt.kernel, lt.stride) / (lt.kernel[0] * lt.kernel[1])
-        if bits == 32:
-            src = layer.inputs[0]
-            tensors[name] = {"bits": 32, "signed": True, "scale": 1 / 255 if src == INPUT else tensors[src]["scale"]}
-        else:
-            if layer.act == "relu6":
-                y = np.clip(y, 0, 6)
-            signed = bool((y < 0).any())
-            scale = max(float(np.abs(y).max()), 1e-6) / max_abs(bits, signed)
-            tensors[name] = {"bits": bits, "signed": signed, "scale": scale}
-            y = _quant(y, scale, bits, signed)
-        values[name] = y
+        values[name] = _output_grid(layer, y, out_bits[name], tensors)
         nodes.append(node)
     arrays["ref_logits"] = values[topology.output][:n_ref].astype(np.float32)
     doc = {
@@ -149,3 +109,50 @@ def random_quantized_network(
     write_atomic(QuantizedNetwork.npz_for(path), buf.getvalue())
     QuantizedNetwork(doc, QuantizedNetwork.npz_for(path)).save(path)
     return QuantizedNetwork.load(path)
+
+
+def _weighted(layer: TopologyLayer, x: np.ndarray, b_wt: int, last: bool, rng: np.random.Generator,
+              arrays: dict[str, np.ndarray], node: dict[str, Any]) -> np.ndarray:  # fmt: skip
+    """A conv/linear with random weights at ``b_wt``: a bias if it is the ``last`` layer, else a batch norm
+    calibrated on ``x``. Its arrays go into ``arrays``, their keys into ``node``; returns its float output."""
+    lt, name = layer.layer_type, layer.name
+    fan_in = lt.kernel[0] * lt.kernel[1] * lt.in_ch // lt.groups
+    wf = rng.normal(0, 1 / np.sqrt(fan_in), lt.weight_shape_hwio)
+    w_scale = np.abs(wf).reshape(-1, lt.out_ch).max(0) / 2 ** (b_wt - 1)
+    arrays[f"{name}.w"], arrays[f"{name}.w_scale"] = wf.astype(np.float32), w_scale.astype(np.float32)
+    node["weight"] = f"{name}.w"
+    node["w_quant"] = {"bits": b_wt, "scale": f"{name}.w_scale", "per_channel": True}
+    wq = _quant(arrays[f"{name}.w"].astype(np.float64), arrays[f"{name}.w_scale"].astype(np.float64), b_wt, True)
+    y = x.reshape(len(x), -1) @ wq if lt.op == "linear" else conv_float(x, wq, lt)
+    if last:
+        arrays[f"{name}.b"] = rng.normal(0, 0.1, lt.out_ch).astype(np.float32)
+        node["bias"] = f"{name}.b"
+        return y + arrays[f"{name}.b"]
+    axes = tuple(range(y.ndim - 1))
+    stats = {
+        "gamma": rng.uniform(0.5, 1.5, lt.out_ch),
+        "beta": rng.normal(0.5, 0.5, lt.out_ch),
+        "mean": y.mean(axes),
+        "var": y.var(axes) + 1e-3,
+    }
+    for k, v in stats.items():
+        arrays[f"{name}.bn.{k}"] = v.astype(np.float32)
+    node["bn"] = {k: f"{name}.bn.{k}" for k in stats} | {"eps": 1e-5}
+    bn = {k: arrays[f"{name}.bn.{k}"].astype(np.float64) for k in stats}
+    return (y - bn["mean"]) / np.sqrt(bn["var"] + 1e-5) * bn["gamma"] + bn["beta"]
+
+
+def _output_grid(layer: TopologyLayer, y: np.ndarray, bits: int, tensors: dict[str, dict]) -> np.ndarray:
+    """Record the grid of a layer's output in ``tensors`` (calibrated on ``y``) and return ``y`` on it; the
+    32-bit classifier output keeps its accumulator at the scale of its input."""
+    name = layer.name
+    if bits == 32:
+        src = layer.inputs[0]
+        tensors[name] = {"bits": 32, "signed": True, "scale": 1 / 255 if src == INPUT else tensors[src]["scale"]}
+        return y
+    if layer.act == "relu6":
+        y = np.clip(y, 0, 6)
+    signed = bool((y < 0).any())
+    scale = max(float(np.abs(y).max()), 1e-6) / max_abs(bits, signed)
+    tensors[name] = {"bits": bits, "signed": signed, "scale": scale}
+    return _quant(y, scale, bits, signed)

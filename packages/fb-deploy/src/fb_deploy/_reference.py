@@ -94,40 +94,39 @@ def conv_float(x: np.ndarray, w: np.ndarray, lt) -> np.ndarray:
     """Convolution in float64 of NHWC ``x`` with HWIO ``w`` as the layer type ``lt`` describes."""
     t, l, b, r = lt.padding
     xp = np.pad(x, ((0, 0), (t, b), (l, r), (0, 0))).astype(np.float64)
-    kh, kw = lt.kernel
-    sh, sw = lt.stride
     oh, ow = lt.out_hw
     wf = w.astype(np.float64)
     out = np.zeros((x.shape[0], oh, ow, lt.out_ch))
-    for i in range(kh):
-        for j in range(kw):
-            patch = xp[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :]
-            out += patch * wf[i, j, 0] if lt.op == "depthwise_conv2d" else patch @ wf[i, j]
+    for i, j, patch in _taps(xp, lt.kernel, lt.stride):
+        out += patch * wf[i, j, 0] if lt.op == "depthwise_conv2d" else patch @ wf[i, j]
     return out
 
 
 def window_sum(x: np.ndarray, kernel, stride) -> np.ndarray:
-    kh, kw = kernel
-    sh, sw = stride
-    n, h, w, c = x.shape
-    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
-    out = np.zeros((n, oh, ow, c), x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            out += x[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :]
+    """The sum over every (unpadded) ``kernel`` window of NHWC ``x``, in ``x``'s dtype."""
+    taps = _taps(x, kernel, stride)
+    out = np.zeros(taps[0][2].shape, x.dtype)
+    for _, _, patch in taps:
+        out += patch
     return out
 
 
 def window_max(x: np.ndarray, kernel, stride) -> np.ndarray:
+    """The maximum over every (unpadded) ``kernel`` window of NHWC int64 ``x``."""
+    taps = _taps(x, kernel, stride)
+    out = np.full(taps[0][2].shape, np.iinfo(np.int64).min, np.int64)
+    for _, _, patch in taps:
+        out = np.maximum(out, patch)
+    return out
+
+
+def _taps(x: np.ndarray, kernel, stride) -> list[tuple[int, int, np.ndarray]]:
+    """For each kernel offset ``(i, j)``, the strided view of NHWC ``x`` that it reads at every output position."""
     kh, kw = kernel
     sh, sw = stride
-    n, h, w, c = x.shape
-    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
-    out = np.full((n, oh, ow, c), np.iinfo(np.int64).min, np.int64)
-    for i in range(kh):
-        for j in range(kw):
-            out = np.maximum(out, x[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :])
-    return out
+    oh, ow = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
+    return [(i, j, x[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :])
+            for i in range(kh) for j in range(kw)]  # fmt: skip
 
 
 def _exact(values: np.ndarray) -> np.ndarray:

@@ -61,7 +61,6 @@ def single_layer_network(
         if (bits is not None or (what == "b_wt" and lt.configurable)) and bits not in DORY_BITS:
             raise IntegerizationError(f"layer {name!r}: {what}={bits}; DORY kernels exist for {list(DORY_BITS)}")
     lt = padded_layer_type(lt, b_in)
-    rng = np.random.default_rng(seed)
     # DORY's first node must carry weights (its QuantLab frontend fails on a weightless first node) and an FC
     # needs a Flatten before it: linear, add and avgpool read the image through an identity 1x1 pointwise
     # convolution (identity weights, mul 1, add 0, shift 0), so that the kernel under test is measured on its own.
@@ -83,61 +82,14 @@ def single_layer_network(
         out_bits=b_out,
         out_signed=False,
     )
-    width = 32
-    levels_in, levels_out = 2**b_in - 1, 2**b_out - 1
-    if lt.op == "add":
-        spec = {"bits": b_in, "signed": False, "scale": 1.0}
-        layer = _add_layer([spec, spec], {"bits": b_out, "signed": False, "scale": 2 * levels_in / levels_out}, common)
-    elif lt.op == "avgpool":
-        sin = {"bits": b_in, "signed": False, "scale": 1.0}
-        layer = _pool_layer(lt, sin, {"bits": b_out, "signed": False, "scale": levels_in / levels_out}, common)
-    else:
-        qmax = 2 ** (b_wt - 1)
-        weight = rng.integers(-qmax, qmax, lt.weight_shape_hwio)
-        layer = IntLayer(**common, w_bits=b_wt, weight=weight)
-        x = rng.integers(0, levels_in + 1, (4, *in_hwc))
-        if lt.op == "linear":
-            acc = x.reshape(len(x), -1) @ weight
-        else:
-            acc = conv_int(x, weight, lt)
-        acc = acc.reshape(-1, lt.out_ch).astype(np.float64)
-        mean, std = acc.mean(0), acc.std(0) + 1.0
-        m_real = levels_out / (6 * std)
-        a_real = levels_out / 2 - mean * m_real + 0.5
-        fan_in = lt.kernel[0] * lt.kernel[1] * (lt.in_ch // lt.groups)
-        acc_bound = fan_in * max_abs(b_in, False) * qmax
-        _fits(name, "accumulator |sum(x*w)|", acc_bound, ACC_BITS)
-        try:
-            mul, add, d, worst = choose_requant(name, m_real, a_real, acc_bound, (b_out, False), 32, 24)
-        except OverflowProofError:
-            width = 64
-            mul, add, d, worst = choose_requant(name, m_real, a_real, acc_bound, (b_out, False), 64, 24)
-        layer.mul, layer.add, layer.shift = mul, add, d
-        layer.bounds = {"acc": acc_bound, "requant": worst}
+    layer, width = _layer_under_test(name, lt, common, (b_in, b_wt, b_out), in_hwc, np.random.default_rng(seed))
     try:
         check_packing(layer)
     except IntegerizationError as exc:
         raise IntegerizationError(str(exc).replace("'layer'", repr(name))) from None
     layers = [layer]
     if src == "pre":
-        h, w = (1, 1) if lt.op == "linear" else (lt.in_h, lt.in_w)
-        pre = IntLayer(
-            name="pre",
-            op="conv2d",
-            inputs=(INPUT,),
-            output="pre",
-            layer_type=LayerType.conv2d(h, w, lt.in_ch, lt.in_ch, kernel=1),
-            in_bits=(b_in,),
-            in_signed=(False,),
-            out_bits=b_in,
-            out_signed=False,
-            w_bits=8,
-            weight=np.eye(lt.in_ch, dtype=np.int64).reshape(1, 1, lt.in_ch, lt.in_ch),
-            mul=np.ones(lt.in_ch, np.int64),
-            add=np.zeros(lt.in_ch, np.int64),
-            shift=0,
-            bounds={"acc": 2**b_in - 1, "requant": 2**b_in - 1},
-        )
+        pre = _identity_pre(lt, b_in)
         layers.insert(0, pre)
         if lt.op == "add":
             layers.insert(1, dataclasses.replace(pre, name="pre2", inputs=("pre",), output="pre2"))
@@ -151,4 +103,65 @@ def single_layer_network(
         layers=layers,
         requant_bits=width,
         logit_scale=np.ones(lt.out_ch),
+    )
+
+
+def _layer_under_test(name: str, lt: LayerType, common: dict, bits: tuple, in_hwc: tuple,
+                      rng: np.random.Generator) -> tuple[IntLayer, int]:  # fmt: skip
+    """The timed layer and the requantization width it needs (32, or 64 where 32 bits are not provably safe).
+
+    ``bits`` is ``(b_in, b_wt, b_out)``; ``name`` (the layer type's key before channel padding) names it in errors.
+    """
+    b_in, b_wt, b_out = bits
+    levels_in, levels_out = 2**b_in - 1, 2**b_out - 1
+    if lt.op == "add":
+        spec = {"bits": b_in, "signed": False, "scale": 1.0}
+        out = {"bits": b_out, "signed": False, "scale": 2 * levels_in / levels_out}
+        return _add_layer([spec, spec], out, common), 32
+    if lt.op == "avgpool":
+        sin = {"bits": b_in, "signed": False, "scale": 1.0}
+        return _pool_layer(lt, sin, {"bits": b_out, "signed": False, "scale": levels_in / levels_out}, common), 32
+    qmax = 2 ** (b_wt - 1)
+    weight = rng.integers(-qmax, qmax, lt.weight_shape_hwio)
+    layer = IntLayer(**common, w_bits=b_wt, weight=weight)
+    x = rng.integers(0, levels_in + 1, (4, *in_hwc))
+    acc = x.reshape(len(x), -1) @ weight if lt.op == "linear" else conv_int(x, weight, lt)
+    acc = acc.reshape(-1, lt.out_ch).astype(np.float64)
+    # spread the accumulator of a random input over the output grid: about +-3 standard deviations
+    mean, std = acc.mean(0), acc.std(0) + 1.0
+    m_real = levels_out / (6 * std)
+    a_real = levels_out / 2 - mean * m_real + 0.5
+    fan_in = lt.kernel[0] * lt.kernel[1] * (lt.in_ch // lt.groups)
+    acc_bound = fan_in * max_abs(b_in, False) * qmax
+    _fits(name, "accumulator |sum(x*w)|", acc_bound, ACC_BITS)
+    width = 32
+    try:
+        mul, add, d, worst = choose_requant(name, m_real, a_real, acc_bound, (b_out, False), 32, 24)
+    except OverflowProofError:
+        width = 64
+        mul, add, d, worst = choose_requant(name, m_real, a_real, acc_bound, (b_out, False), 64, 24)
+    layer.mul, layer.add, layer.shift = mul, add, d
+    layer.bounds = {"acc": acc_bound, "requant": worst}
+    return layer, width
+
+
+def _identity_pre(lt: LayerType, b_in: int) -> IntLayer:
+    """The identity 1x1 pointwise convolution that feeds a linear, add or avgpool layer under test."""
+    h, w = (1, 1) if lt.op == "linear" else (lt.in_h, lt.in_w)
+    return IntLayer(
+        name="pre",
+        op="conv2d",
+        inputs=(INPUT,),
+        output="pre",
+        layer_type=LayerType.conv2d(h, w, lt.in_ch, lt.in_ch, kernel=1),
+        in_bits=(b_in,),
+        in_signed=(False,),
+        out_bits=b_in,
+        out_signed=False,
+        w_bits=8,
+        weight=np.eye(lt.in_ch, dtype=np.int64).reshape(1, 1, lt.in_ch, lt.in_ch),
+        mul=np.ones(lt.in_ch, np.int64),
+        add=np.zeros(lt.in_ch, np.int64),
+        shift=0,
+        bounds={"acc": 2**b_in - 1, "requant": 2**b_in - 1},
     )

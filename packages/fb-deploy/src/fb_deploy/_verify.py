@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -140,6 +141,26 @@ def verify(
     graph = parse(onnx.load(onnx_path), config)
     session = twin_session(graph)
     report = VerifyReport(str(directory), len(graph.layers), check_errors=[str(f) for f in found], max_steps=max_steps)
+    _check_goldens(report, graph, session, config, directory)
+    net_path = directory / "integer_network.json"
+    if net_path.exists():
+        net = IntegerNetwork.load(net_path)
+        if len(net.layers) != len(graph.layers):
+            raise DeployError(
+                f"{onnx_path}: {len(graph.layers)} DORY layers, but {net_path.name} has {len(net.layers)}; "
+                "the model is not the integer network beside it"
+            )
+        if n_random > 0:
+            _check_random(report, net, session, n_random, seed)
+        if net.ref_inputs is not None:
+            report.fakequant = fakequant_agreement(net, session)
+        if artifact is not None:
+            report.layer_agreement = layer_agreement(QuantizedNetwork.load(artifact), net)
+    return report
+
+
+def _golden_input(graph: DoryGraph, config: dict, directory: Path) -> np.ndarray:
+    """``input.txt`` as one NHWC integer image on the input grid (signed inputs may be written as bytes)."""
     c, h, w = graph.shapes[graph.input_name]
     x = read_golden(directory / "input.txt")
     if x.size != c * h * w:
@@ -149,7 +170,13 @@ def verify(
         x = x % 256
     elif config.get("input_signed", False) and x.max() > hi:
         x = np.where(x > hi, x - 2 ** int(config.get("input_bits", 8)), x)  # written as unsigned bytes
-    outs = run_twin(session, x.reshape(1, h, w, c))
+    return x.reshape(1, h, w, c)
+
+
+def _check_goldens(report: VerifyReport, graph: DoryGraph, session: ort.InferenceSession, config: dict,
+                   directory: Path) -> None:  # fmt: skip
+    """Every layer's golden file against the twin on ``input.txt`` (values and DORY checksums)."""
+    outs = run_twin(session, _golden_input(graph, config, directory))
     for i, (layer, out) in enumerate(zip(graph.layers, outs)):
         golden_path = directory / f"out_layer{i}.txt"
         if not golden_path.exists():
@@ -163,30 +190,21 @@ def verify(
             report.golden_mismatches.append(f"out_layer{i}.txt ({layer.name}): {diff}")
         else:
             report.golden_layers_equal += 1
-    net_path = directory / "integer_network.json"
-    if net_path.exists():
-        net = IntegerNetwork.load(net_path)
-        if len(net.layers) != len(graph.layers):
-            raise DeployError(
-                f"{onnx_path}: {len(graph.layers)} DORY layers, but {net_path.name} has {len(net.layers)}; "
-                "the model is not the integer network beside it"
-            )
-        if n_random > 0:
-            rng = np.random.default_rng(seed)
-            lo, hi = grid(net.input_bits, net.input_signed)
-            xr = rng.integers(lo, hi + 1, (n_random, *net.input_shape_nhwc[1:]))
-            ref = run_layers(net, xr)
-            outs = run_twin(session, xr)
-            report.random_inputs = n_random
-            for layer, out in zip(net.layers, outs):
-                if not np.array_equal(ref[layer.output], out):
-                    report.random_mismatches.append(layer.name)
-            report.random_equal = not report.random_mismatches
-        if net.ref_inputs is not None:
-            report.fakequant = fakequant_agreement(net, session)
-        if artifact is not None:
-            report.layer_agreement = layer_agreement(QuantizedNetwork.load(artifact), net)
-    return report
+
+
+def _check_random(report: VerifyReport, net: IntegerNetwork, session: ort.InferenceSession, n_random: int,
+                  seed: int) -> None:  # fmt: skip
+    """The twin against the integer reference, layer by layer, on ``n_random`` random integer inputs."""
+    rng = np.random.default_rng(seed)
+    lo, hi = grid(net.input_bits, net.input_signed)
+    xr = rng.integers(lo, hi + 1, (n_random, *net.input_shape_nhwc[1:]))
+    ref = run_layers(net, xr)
+    outs = run_twin(session, xr)
+    report.random_inputs = n_random
+    for layer, out in zip(net.layers, outs):
+        if not np.array_equal(ref[layer.output], out):
+            report.random_mismatches.append(layer.name)
+    report.random_equal = not report.random_mismatches
 
 
 def fakequant_agreement(net: IntegerNetwork, session: ort.InferenceSession) -> dict[str, float]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from fb_schema import LatencyTable, MissingLatencyError, NetConfig, Precision, all_pairs
+from fb_schema import LatencyTable, LayerConfig, MissingLatencyError, NetConfig, Precision, all_pairs
 
 ON_MISSING = ("error", "keep", "unavailable")
 
@@ -78,26 +78,34 @@ def free_bits(
     for layer in net.layers:
         if layer.b_wt is None:
             continue
-        key = net.layer_types[layer.layer_type].key
-        needed = [layer.precision] + [
-            p
-            for p in pairs
-            if p.higher(layer.precision) and p != layer.precision and not (layer.b_in_fixed and p.b_in != layer.b_in)
-        ]
-        latency = {}
-        for p in needed:
-            if table.has(key, p):
-                latency[p] = table.latency(key, p)
-            elif on_missing == "error":
-                raise MissingLatencyError(key, p.b_in, p.b_wt, f"latency table {table.target.name}")
-        if len(latency) < len(needed):
-            continue  # on_missing == "keep"
-        new[layer.name] = best_pair(layer.precision, latency, needed[1:], layer.b_in_fixed)
+        pair = _layer_pair(layer, net.layer_types[layer.layer_type].key, pairs, table, on_missing)
+        if pair is not None:
+            new[layer.name] = pair
     result = net.with_precisions(
         new, method="fb", parent=net.sha256(), table_sha256=table.sha256(), target=table.target.name
     )
     total = network_latency(result, table, on_missing)
     return _with_latency(result, table.target.name, total)
+
+
+def _layer_pair(
+    layer: LayerConfig, key: str, pairs: list[Precision], table: LatencyTable, on_missing: str
+) -> Precision | None:
+    """Algorithm 1 for one layer; None where ``on_missing="keep"`` keeps it (an entry it needs is missing)."""
+    needed = [layer.precision] + [
+        p
+        for p in pairs
+        if p.higher(layer.precision) and p != layer.precision and not (layer.b_in_fixed and p.b_in != layer.b_in)
+    ]
+    latency = {}
+    for p in needed:
+        if table.has(key, p):
+            latency[p] = table.latency(key, p)
+        elif on_missing == "error":
+            raise MissingLatencyError(key, p.b_in, p.b_wt, f"latency table {table.target.name}")
+    if len(latency) < len(needed):
+        return None
+    return best_pair(layer.precision, latency, needed[1:], layer.b_in_fixed)
 
 
 def _free_bits_available(net: NetConfig, table: LatencyTable, pairs: list[Precision]) -> NetConfig:

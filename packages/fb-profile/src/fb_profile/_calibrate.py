@@ -76,6 +76,30 @@ def calibrate(
     if unknown:
         raise ValueError(f"not a free model constant: {', '.join(sorted(unknown))}; free: {', '.join(FREE)}")
     b_out = measured.target.b_out
+    points, meas, skipped = _usable_points(initial, measured)
+    y = np.log(np.array(meas, float))
+    names = list(free)
+    theta = np.log([getattr(initial, n) for n in names])
+    # Physical bounds: within a factor 10 of the shipped value; an efficiency never exceeds 1.
+    lo, hi = theta - math.log(10), theta + math.log(10)
+    hi = np.array([min(h, 0.0) if n == "eta" else h for n, h in zip(names, hi)])
+
+    def constants(t: np.ndarray) -> Constants:
+        return initial.with_free(**{n: float(math.exp(v)) for n, v in zip(names, t)})
+
+    def residual(t: np.ndarray) -> np.ndarray:
+        return np.log(predict(constants(t), points, b_out)) - y
+
+    theta, r, it = _levenberg_marquardt(residual, theta, (lo, hi), max_iter, step)
+    fitted = constants(theta)
+    before = _errors(predict(initial, points, b_out), np.exp(y))
+    after = _errors(np.exp(r + y), np.exp(y))
+    return Calibration(fitted, initial, len(points), skipped, before, after, it, tuple(names))
+
+
+def _usable_points(initial: Constants, measured: LatencyTable) -> tuple[list, list, int]:
+    """The measured (LayerType, b_in, b_wt) points the model can evaluate, their latencies, and how many it cannot."""
+    b_out = measured.target.b_out
     points, meas, skipped = [], [], 0
     for (key, a, w), value in measured.entries.items():
         lt = measured.layer_types[key]
@@ -90,19 +114,14 @@ def calibrate(
         meas.append(value)
     if not points:
         raise ValueError(f"{measured.target.name}: no measured point the {initial.isa} model can evaluate")
-    y = np.log(np.array(meas, float))
-    names = list(free)
-    theta = np.log([getattr(initial, n) for n in names])
-    # Physical bounds: within a factor 10 of the shipped value; an efficiency never exceeds 1.
-    lo, hi = theta - math.log(10), theta + math.log(10)
-    hi = np.array([min(h, 0.0) if n == "eta" else h for n, h in zip(names, hi)])
+    return points, meas, skipped
 
-    def constants(t: np.ndarray) -> Constants:
-        return initial.with_free(**{n: float(math.exp(v)) for n, v in zip(names, t)})
 
-    def residual(t: np.ndarray) -> np.ndarray:
-        return np.log(predict(constants(t), points, b_out)) - y
-
+def _levenberg_marquardt(residual, theta: np.ndarray, bounds: tuple[np.ndarray, np.ndarray], max_iter: int,
+                         step: float) -> tuple[np.ndarray, np.ndarray, int]:  # fmt: skip
+    """Minimize ``|residual(theta)|^2`` within ``bounds`` (finite-difference Jacobian of width ``step``); the
+    parameters, their residual and the iterations run."""
+    lo, hi = bounds
     r = residual(theta)
     cost, lam, it = float(r @ r), 1e-2, 0
     for it in range(1, max_iter + 1):  # noqa: B007 (reported)
@@ -125,10 +144,7 @@ def calibrate(
             lam *= 4
         if not improved or rel_gain < 1e-6:
             break
-    fitted = constants(theta)
-    before = _errors(predict(initial, points, b_out), np.exp(y))
-    after = _errors(np.exp(r + y), np.exp(y))
-    return Calibration(fitted, initial, len(points), skipped, before, after, it, tuple(names))
+    return theta, r, it
 
 
 def median_error(a: LatencyTable, b: LatencyTable) -> float:

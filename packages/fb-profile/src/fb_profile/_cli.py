@@ -13,7 +13,7 @@ from fb_profile._constants import DEFAULT_FIT, FREE, TOOLCHAINS, builtin_constan
 from fb_profile._layers import builtin_network, layer_counts, layer_types_of, network_layers
 from fb_profile._plot import plot_throughput
 from fb_profile._sweep import SweepPlan, sweep
-from fb_schema import LatencyTable, SchemaError
+from fb_schema import LatencyTable, SchemaError, error_line
 from fb_schema.topologies import BUILTIN
 
 
@@ -61,7 +61,7 @@ def network_options(f):
 
 
 def _fail(exc: Exception) -> click.ClickException:
-    return click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return click.ClickException(error_line(exc))
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})

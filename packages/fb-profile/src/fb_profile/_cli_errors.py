@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import click
 
-from fb_schema import os_error_message
+from fb_schema import OneLineOSErrors
 
 
-class Group(click.Group):
+class Group(OneLineOSErrors, click.Group):
     """A click group whose commands report an ``OSError`` as ``Error: <file>: <reason>``, not a traceback."""
 
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except OSError as exc:
-            raise click.ClickException(os_error_message(exc)) from None
+    error = click.ClickException

@@ -269,34 +269,15 @@ def sweep(
     plan.check(types, bits)
     cache = None if cache_dir is False else PointCache(default_cache_dir() if cache_dir in (None, True) else cache_dir,
                                                         backend, b_out)  # fmt: skip
-    done = cache.load() if cache else {}
-    entries = {p: done[p] for p in points if p in done}
-    failed: dict[Point, str] = {}
-    if cache and not plan.retry_failed:
-        failed = {p: e for p, (e, _) in cache.load_failed().items() if p in set(points) and p not in entries}
+    entries, failed = _from_cache(cache, points, plan.retry_failed)
     wanted = [p for p in points if p not in entries and p not in failed]
     todo = [] if plan.cached_only else [(types[k], a, w) for (k, a, w) in wanted if plan.selects(k, a, w)]
     if todo and hasattr(backend, "preflight"):  # missing tools: one error, not one failure per point
         backend.preflight()
-    start, spent = time.perf_counter(), 0.0
+    start = time.perf_counter()
     bar = progress_bar(total=len(todo), desc=f"sweep {backend.spec}", unit="point", enabled=progress and bool(todo))
     try:
-        for results in _run(backend, todo, b_out, jobs):
-            fresh, bad = [], []
-            for point, latency, error, seconds, deterministic in results:
-                spent += seconds
-                if latency is None:
-                    failed[point] = error or "unknown error"
-                    if deterministic:
-                        bad.append((point, failed[point], seconds))
-                else:
-                    failed.pop(point, None)
-                    entries[point] = latency
-                    fresh.append((point, latency, seconds))
-            if cache:
-                cache.add(fresh)
-                cache.add_failed(bad)
-            bar.update(len(results))
+        spent = _measure_all(backend, todo, b_out, jobs, cache, bar, entries, failed)
     finally:
         bar.close()
     target_obj = backend.target(b_out, bits)
@@ -306,6 +287,39 @@ def sweep(
     stats = {"now": len(todo), "wall_s": round(time.perf_counter() - start, 1), "point_s": round(spent, 1),
              "jobs": jobs, "cache": str(cache.path) if cache else None, "cached_only": plan.cached_only}  # fmt: skip
     return LatencyTable(target_obj, types, ordered, fails, _provenance(backend, points, ordered, fails, cache, stats))
+
+
+def _from_cache(cache, points: list[Point], retry_failed: bool) -> tuple[dict[Point, int], dict[Point, str]]:
+    """The latencies the cache holds for ``points``, and the deterministic failures it holds (unless retried)."""
+    done = cache.load() if cache else {}
+    entries = {p: done[p] for p in points if p in done}
+    failed: dict[Point, str] = {}
+    if cache and not retry_failed:
+        failed = {p: e for p, (e, _) in cache.load_failed().items() if p in set(points) and p not in entries}
+    return entries, failed
+
+
+def _measure_all(backend, todo: list, b_out: int, jobs: int, cache, bar, entries: dict[Point, int],
+                 failed: dict[Point, str]) -> float:  # fmt: skip
+    """Measure ``todo`` into ``entries`` / ``failed``, caching each chunk as it comes; the seconds spent."""
+    spent = 0.0
+    for results in _run(backend, todo, b_out, jobs):
+        fresh, bad = [], []
+        for point, latency, error, seconds, deterministic in results:
+            spent += seconds
+            if latency is None:
+                failed[point] = error or "unknown error"
+                if deterministic:
+                    bad.append((point, failed[point], seconds))
+            else:
+                failed.pop(point, None)
+                entries[point] = latency
+                fresh.append((point, latency, seconds))
+        if cache:
+            cache.add(fresh)
+            cache.add_failed(bad)
+        bar.update(len(results))
+    return spent
 
 
 def _provenance(backend, points, entries, fails, cache, stats) -> dict[str, Any]:

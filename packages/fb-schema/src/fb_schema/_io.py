@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, overload
 
@@ -69,11 +70,36 @@ def _umask() -> int:
     return mask
 
 
+def error_line(exc: BaseException) -> str:
+    """The first line of an error's message, or its type's name where the message is empty."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def os_error_message(exc: OSError) -> str:
     """One line for a file-system error: ``"<file>: <reason>"`` (e.g. a read-only output directory)."""
     if exc.filename is None:
-        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return error_line(exc)
     return f"{exc.filename}: {exc.strerror or type(exc).__name__}"
+
+
+class OneLineOSErrors:
+    """Mixin for a command group (``click.Group``) whose commands report an ``OSError`` as one line.
+
+    The group's ``invoke`` re-raises it as ``error(os_error_message(exc))``; with ``error = click.ClickException``
+    click prints ``Error: <file>: <reason>`` (a read-only output, a full disk), not a traceback. Standard library
+    only: the command-line package brings the group class and the error type::
+
+        class Group(OneLineOSErrors, click.Group):
+            error = click.ClickException
+    """
+
+    error: Callable[[str], Exception]
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)  # type: ignore[misc]  # the group class after this mixin has invoke
+        except OSError as exc:
+            raise self.error(os_error_message(exc)) from None
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

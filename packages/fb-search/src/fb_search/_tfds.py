@@ -39,6 +39,10 @@ def _builders():
     """Define the builders on first use (tensorflow_datasets is imported lazily; it never imports TF here)."""
     import tensorflow_datasets as tfds
 
+    return {"imagenet2012": _imagenet_builder(tfds), "cifar10": _cifar_builder(tfds)}
+
+
+def _imagenet_builder(tfds):
     class Imagenet2012Fb(tfds.core.GeneratorBasedBuilder):
         """ImageNet 2012 from the manual archives, TF-free."""
 
@@ -72,35 +76,12 @@ def _builders():
             }
 
         def _generate_examples(self, split, root, synsets):
-            yield from (self._train if split == "train" else self._val)(root, synsets)
+            yield from (_imagenet_train if split == "train" else _imagenet_val)(root, synsets)
 
-        def _train(self, root, synsets):
-            index = {s: i for i, s in enumerate(synsets)}
-            with tarfile.open(root / IMAGENET_TRAIN) as outer:
-                for member in outer:
-                    if not member.name.endswith(".tar"):
-                        continue
-                    with tarfile.open(fileobj=outer.extractfile(member)) as inner:
-                        for jpeg in inner:
-                            if jpeg.isfile():
-                                data = inner.extractfile(jpeg).read()
-                                record = {"image": io.BytesIO(data), "label": index[Path(member.name).stem]}
-                                yield jpeg.name, {**record, "file_name": Path(jpeg.name).name}
+    return Imagenet2012Fb
 
-        def _val(self, root, synsets):
-            index = {s: i for i, s in enumerate(synsets)}
-            labels = (root / IMAGENET_VAL_LABELS).read_text().split()
-            with tarfile.open(root / IMAGENET_VAL) as tar:
-                members = sorted((m for m in tar.getmembers() if m.isfile()), key=lambda m: Path(m.name).name)
-                if len(members) != len(labels):
-                    raise ValueError(f"{root / IMAGENET_VAL_LABELS}: {len(labels)} labels for {len(members)} images")
-                for m, synset in zip(members, labels):
-                    if synset not in index:
-                        raise ValueError(f"{root / IMAGENET_VAL_LABELS}: synset {synset!r} not in {IMAGENET_TRAIN}")
-                    data = tar.extractfile(m).read()
-                    name = Path(m.name).name
-                    yield name, {"image": io.BytesIO(data), "label": index[synset], "file_name": name}
 
+def _cifar_builder(tfds):
     class Cifar10Fb(tfds.core.GeneratorBasedBuilder):
         """CIFAR-10 from ``cifar-10-python.tar.gz``, TF-free."""
 
@@ -131,15 +112,51 @@ def _builders():
             }
 
         def _generate_examples(self, path, names):
-            with tarfile.open(path) as tar:
-                for member in tar:
-                    if Path(member.name).name in names:
-                        batch = pickle.load(tar.extractfile(member), encoding="bytes")
-                        images = batch[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-                        for i, (img, label) in enumerate(zip(images, batch[b"labels"])):
-                            yield f"{Path(member.name).name}_{i}", {"image": _png(img), "label": int(label)}
+            yield from _cifar_examples(path, names)
 
-    return {"imagenet2012": Imagenet2012Fb, "cifar10": Cifar10Fb}
+    return Cifar10Fb
+
+
+def _imagenet_train(root: Path, synsets: list[str]) -> Iterator[tuple[str, dict]]:
+    """The training examples: one ``<synset>.tar`` of JPEGs per class inside the training archive."""
+    index = {s: i for i, s in enumerate(synsets)}
+    with tarfile.open(root / IMAGENET_TRAIN) as outer:
+        for member in outer:
+            if not member.name.endswith(".tar"):
+                continue
+            with tarfile.open(fileobj=outer.extractfile(member)) as inner:
+                for jpeg in inner:
+                    if jpeg.isfile():
+                        data = inner.extractfile(jpeg).read()
+                        record = {"image": io.BytesIO(data), "label": index[Path(member.name).stem]}
+                        yield jpeg.name, {**record, "file_name": Path(jpeg.name).name}
+
+
+def _imagenet_val(root: Path, synsets: list[str]) -> Iterator[tuple[str, dict]]:
+    """The validation examples, labelled by the label file in sorted file-name order."""
+    index = {s: i for i, s in enumerate(synsets)}
+    labels = (root / IMAGENET_VAL_LABELS).read_text().split()
+    with tarfile.open(root / IMAGENET_VAL) as tar:
+        members = sorted((m for m in tar.getmembers() if m.isfile()), key=lambda m: Path(m.name).name)
+        if len(members) != len(labels):
+            raise ValueError(f"{root / IMAGENET_VAL_LABELS}: {len(labels)} labels for {len(members)} images")
+        for m, synset in zip(members, labels):
+            if synset not in index:
+                raise ValueError(f"{root / IMAGENET_VAL_LABELS}: synset {synset!r} not in {IMAGENET_TRAIN}")
+            data = tar.extractfile(m).read()
+            name = Path(m.name).name
+            yield name, {"image": io.BytesIO(data), "label": index[synset], "file_name": name}
+
+
+def _cifar_examples(path: Path, names: list[str]) -> Iterator[tuple[str, dict]]:
+    """The examples of the named pickled batches inside ``cifar-10-python.tar.gz``."""
+    with tarfile.open(path) as tar:
+        for member in tar:
+            if Path(member.name).name in names:
+                batch = pickle.load(tar.extractfile(member), encoding="bytes")
+                images = batch[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+                for i, (img, label) in enumerate(zip(images, batch[b"labels"])):
+                    yield f"{Path(member.name).name}_{i}", {"image": _png(img), "label": int(label)}
 
 
 def _png(img: np.ndarray) -> io.BytesIO:

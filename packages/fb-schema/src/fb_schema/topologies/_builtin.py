@@ -27,9 +27,7 @@ def digitsnet(num_classes: int = 10, resolution: int = 16) -> Topology:
     b.depthwise("dw3")
     b.conv("pw3", 64, act="none")
     b.add("add3", skip)
-    b.global_pool("pool")
-    b.linear("fc", num_classes)
-    return Topology("digitsnet", (resolution, resolution, 1), num_classes, tuple(b.layers), {"resolution": resolution})
+    return b.classifier("digitsnet", num_classes, {"resolution": resolution})
 
 
 def tinynet(num_classes: int = 10) -> Topology:
@@ -45,9 +43,7 @@ def tinynet(num_classes: int = 10) -> Topology:
     skip = b.conv("conv0", 8, kernel=3)
     b.depthwise("dw1")
     b.add("add1", skip)
-    b.global_pool("pool")
-    b.linear("fc", num_classes)
-    return Topology("tinynet", (8, 8, 1), num_classes, tuple(b.layers))
+    return b.classifier("tinynet", num_classes)
 
 
 _MNV1_BLOCKS = (
@@ -80,15 +76,7 @@ def mobilenetv1(width: float = 0.75, resolution: int = 224, num_classes: int = 1
     for i, (ch, stride) in enumerate(_MNV1_BLOCKS, start=1):
         b.depthwise(f"b{i}_dw", stride=stride)
         b.conv(f"b{i}_pw", int(ch * width))
-    b.global_pool("pool")
-    b.linear("fc", num_classes)
-    return Topology(
-        "mobilenetv1",
-        (resolution, resolution, 3),
-        num_classes,
-        tuple(b.layers),
-        {"width": width, "resolution": resolution},
-    )
+    return b.classifier("mobilenetv1", num_classes, {"width": width, "resolution": resolution})
 
 
 def _make_divisible(value: float, divisor: int = 8) -> int:
@@ -132,15 +120,7 @@ def mobilenetv2(width: float = 1.0, resolution: int = 224, num_classes: int = 10
             if stride == 1 and in_ch == out_ch:
                 b.add(f"b{index}_add", block_in)
     b.conv("conv_last", _make_divisible(1280 * max(1.0, width)))
-    b.global_pool("pool")
-    b.linear("fc", num_classes)
-    return Topology(
-        "mobilenetv2",
-        (resolution, resolution, 3),
-        num_classes,
-        tuple(b.layers),
-        {"width": width, "resolution": resolution},
-    )
+    return b.classifier("mobilenetv2", num_classes, {"width": width, "resolution": resolution})
 
 
 BUILTIN: dict[str, Callable[..., Topology]] = {

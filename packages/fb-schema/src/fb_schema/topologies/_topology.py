@@ -185,3 +185,9 @@ class _Builder:
     def linear(self, name: str, out_features: int) -> str:
         h, w, c = self.shape
         return self._push(name, LayerType.linear(h * w * c, out_features), (self.tensor,), "none")
+
+    def classifier(self, name: str, num_classes: int, params: dict | None = None) -> Topology:
+        """End in a global average pool and a linear classifier; the topology ``name`` of every layer so far."""
+        self.global_pool("pool")
+        self.linear("fc", num_classes)
+        return Topology(name, self.input_shape, num_classes, tuple(self.layers), params or {})
