@@ -11,8 +11,8 @@ Conventions as in fb_schema: explicit padding, HWIO kernels (depthwise ``(kh, kw
 without a bias (momentum 0.9, eps 1e-5 = PyTorch's 0.1), no BN after a conv with a bias (an imported conv with BN
 folded in), a biased classifier. Activations: ``relu`` (unbounded; the next quantizer clips it), ``relu6``,
 ``none`` -- applied identically in every mode, also after a residual add. Depthwise convs are computed as
-``kh*kw`` shifted multiply-adds ("taps", ~3x faster to train on XLA:CPU) or as a grouped conv (for export);
-both use the same parameters.
+``kh*kw`` shifted multiply-adds ("taps", the fast form on XLA:CPU) or as a grouped conv (GPU/TPU, export); both
+use the same parameters. Training uses the kernels of :mod:`fb_search._ops` (``fast``); export uses plain convs.
 """
 
 from __future__ import annotations
