@@ -101,9 +101,13 @@ def main(models: tuple[str, ...], batch: int, repeats: int, no_torch: bool) -> N
         steppers = {"float": jax_stepper(topology, "float", batch), "bb": jax_stepper(topology, "bb", batch)}
         if with_torch and name != "digitsnet":
             steppers["torch float"] = torch_reference.make_step(params["width"], params["resolution"], batch)
+        load = os.getloadavg()[0]
         med, cpu = interleave(steppers, repeats)
         ref, ref_cpu = med.get("torch float"), cpu.get("torch float")
-        click.echo(f"{name} batch {batch}, median of {repeats} interleaved steps (wall; process CPU time):")
+        click.echo(
+            f"{name} batch {batch}, median of {repeats} interleaved steps (wall; process CPU time), "
+            f"load average {load:.1f} before, {os.getloadavg()[0]:.1f} after, {os.cpu_count()} CPUs:"
+        )
         for k, t in med.items():
             vs = f"  {t / ref:5.2f}x PyTorch float" if ref else ""
             vs_cpu = f"  {cpu[k] / ref_cpu:5.2f}x" if ref_cpu else ""

@@ -29,7 +29,7 @@ from fb_search._train import _train_step, pure
 MODELS = {"mobilenetv1-0.25@128": (0.25, 128), "mobilenetv1-0.75@224": (0.75, 224)}
 # (category, function names that put a frame in it), first match from the innermost frame outwards
 CATEGORIES = (
-    ("depthwise taps", ("depthwise_taps", "depthwise_conv", "_dw_fwd", "_dw_bwd")),
+    ("depthwise taps", ("depthwise_taps", "depthwise_conv", "_dw_", "_taps_padded", "_pad", "_patch")),
     ("BatchNorm", ("BatchNorm.__call__", "batch_norm", "_bn_fwd", "_bn_bwd", "_compute_stats", "_normalize")),
     ("ReLU6", ("relu6",)),
     ("quantizers", ("fq_ste", "fake_quant", "bb_quantize", "hc_sample", "BBQuant", "FixedQuant", "TQTQuant")),

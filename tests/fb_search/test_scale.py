@@ -49,4 +49,4 @@ def test_onnx_float_and_fake_quant_match_jax():
         sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
         got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
         np.testing.assert_allclose(got, want, atol=tol, rtol=tol)
-        assert model.layers["dw1"].dw_impl == "taps"  # training form restored
+        assert model.layers["dw1"].dw_impl == "auto" and model.layers["pw1"].fast  # training form restored

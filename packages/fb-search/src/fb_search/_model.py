@@ -122,7 +122,7 @@ def _rules_for(mode: str, config: NetConfig | None, bb: BBOptions | None, rules:
     return rules
 
 
-def _block(layer, rules: QuantRules, cfg: dict, dw_impl: str, rngs: nnx.Rngs) -> nnx.Module:
+def _block(layer, rules: QuantRules, cfg: dict, conv: dict, rngs: nnx.Rngs) -> nnx.Module:
     """The module of one layer; a conv/linear gets its weight quantizer here, its input quantizer later."""
     lt = layer.layer_type
     if lt.op == "add":
@@ -137,7 +137,7 @@ def _block(layer, rules: QuantRules, cfg: dict, dw_impl: str, rngs: nnx.Rngs) ->
     w_q = rules.quantizer(spec)
     if lt.op == "linear":
         return QLinear(lt, None, w_q, layer.act, rngs=rngs)
-    return QConv(lt, None, w_q, layer.act, rngs=rngs, dw_impl=dw_impl, use_bias=layer.bias)
+    return QConv(lt, None, w_q, layer.act, rngs=rngs, use_bias=layer.bias, **conv)
 
 
 def _input_quantizer(topology: Topology, mode: str) -> Quantizer:
@@ -204,7 +204,9 @@ class QNet(nnx.Module):
       mode: ``float``, ``bb``, ``fixed`` or ``tqt``.
       config: the NetConfig giving the precisions (``fixed`` and ``tqt`` only).
       bb: Bayesian Bits options (``bb`` only; with ``rules``, give them as ``rules.bb``).
-      dw_impl: depthwise implementation, ``taps`` (fast training on CPU) or ``grouped`` (export).
+      dw_impl: depthwise implementation, ``auto`` (``taps`` on CPU, ``grouped`` on GPU/TPU), ``taps`` or
+        ``grouped``.
+      compute_dtype: ``float32`` or ``bfloat16`` conv operands (float32 accumulation, BatchNorm and parameters).
       rules: which quantizer each weight and activation gets (:class:`fb_search.quant.QuantRules`); default
         ``QuantRules.default(mode, bb)``, the mode's own choice. The network input is always the 8-bit grid.
       rngs: parameter initialization.
@@ -216,8 +218,9 @@ class QNet(nnx.Module):
         mode: str = "float",
         config: NetConfig | None = None,
         bb: BBOptions | None = None,
-        dw_impl: str = "taps",
+        dw_impl: str = "auto",
         rules: QuantRules | None = None,
+        compute_dtype: str = "float32",
         *,
         rngs: nnx.Rngs,
     ):
@@ -232,7 +235,8 @@ class QNet(nnx.Module):
         self.mac_ratio = tuple((name, m / max(macs.values())) for name, m in macs.items())
         self.macs = tuple(macs.items())
         cfg = {c.name: c for c in config.layers} if config is not None else {}
-        layers = {layer.name: _block(layer, rules, cfg, dw_impl, rngs) for layer in topology.layers}
+        conv = {"dw_impl": dw_impl, "compute_dtype": compute_dtype}
+        layers = {layer.name: _block(layer, rules, cfg, conv, rngs) for layer in topology.layers}
         self.tensor_q = _attach_activation_quantizers(topology, mode, rules, cfg, layers)
         self.layers = nnx.Dict(layers)
 

@@ -1,7 +1,8 @@
 """Float and fake-quant ONNX export through jax2onnx (the ``[onnx]`` extra).
 
-Depthwise convs are switched to the grouped form first (one ``Conv`` with ``group = C`` instead of the taps'
-slices), and jax2onnx's stale NHWC ``value_info`` entries are dropped so that strict shape inference passes.
+Convs are switched to their ``conv_general_dilated`` form first (depthwise: one ``Conv`` with ``group = C``
+instead of the taps' slices; pointwise: ``Conv`` instead of the training form's ``MatMul``), and jax2onnx's stale
+NHWC ``value_info`` entries are dropped so that strict shape inference passes.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ def to_onnx_model(model: QNet, batch: str | int = "B", opset: int = 23):
     except ImportError as exc:  # pragma: no cover - depends on the extra
         raise RuntimeError("ONNX export needs the [onnx] extra: pip install 'fb-search[onnx]'") from exc
     model.eval()
-    previous = {name: layer.dw_impl for name, layer in model.layers.items() if hasattr(layer, "dw_impl")}
-    model.set_attributes(dw_impl="grouped", raise_if_not_found=False)
+    previous = {n: (layer.dw_impl, layer.fast) for n, layer in model.layers.items() if hasattr(layer, "dw_impl")}
+    model.set_attributes(dw_impl="grouped", fast=False, raise_if_not_found=False)
     try:
         proto = to_onnx(lambda x: model(x, None), [(batch, *model.input_shape)], model_name=model.network, opset=opset)
     finally:
-        for name, impl in previous.items():
-            model.layers[name].dw_impl = impl
+        for name, (impl, fast) in previous.items():
+            model.layers[name].dw_impl, model.layers[name].fast = impl, fast
     del proto.graph.value_info[:]
     return proto
 

@@ -11,8 +11,8 @@ Conventions as in fb_schema: explicit padding, HWIO kernels (depthwise ``(kh, kw
 without a bias (momentum 0.9, eps 1e-5 = PyTorch's 0.1), no BN after a conv with a bias (an imported conv with BN
 folded in), a biased classifier. Activations: ``relu`` (unbounded; the next quantizer clips it), ``relu6``,
 ``none`` -- applied identically in every mode, also after a residual add. Depthwise convs are computed as
-``kh*kw`` shifted multiply-adds ("taps", ~3x faster to train on XLA:CPU) or as a grouped conv (for export);
-both use the same parameters.
+``kh*kw`` shifted multiply-adds ("taps", the fast form on XLA:CPU) or as a grouped conv (GPU/TPU, export); both
+use the same parameters. Training uses the kernels of :mod:`fb_search._ops` (``fast``); export uses plain convs.
 """
 
 from __future__ import annotations
@@ -22,7 +22,16 @@ import jax.numpy as jnp
 from flax import nnx
 
 from fb_schema import LayerType
+from fb_search._ops import (
+    batch_norm_act,
+    check_compute_dtype,
+    depthwise_taps,
+    pointwise,
+    resolve_dw_impl,
+)
 from fb_search.quant import Quantizer
+
+__all__ = ["QAdd", "QConv", "QLinear", "QMaxPool", "QPool", "activation", "conv_nhwc", "depthwise_taps", "relu6"]
 
 BN_MOMENTUM, BN_EPS = 0.9, 1e-5
 
@@ -39,26 +48,17 @@ def activation(x: jax.Array, act: str) -> jax.Array:
     return relu6(x) if act == "relu6" else x
 
 
-def depthwise_taps(x: jax.Array, w: jax.Array, stride: tuple[int, int], padding: tuple[int, ...]) -> jax.Array:
-    """Depthwise conv (NHWC, kernel ``(kh, kw, 1, C)``) as ``kh*kw`` shifted multiply-adds."""
-    t, l, b, r = padding
-    x = jnp.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
-    kh, kw = w.shape[:2]
-    oh = (x.shape[1] - kh) // stride[0] + 1
-    ow = (x.shape[2] - kw) // stride[1] + 1
-    out = None
-    for i in range(kh):
-        for j in range(kw):
-            patch = x[:, i : i + stride[0] * (oh - 1) + 1 : stride[0], j : j + stride[1] * (ow - 1) + 1 : stride[1]]
-            term = patch * w[i, j, 0]
-            out = term if out is None else out + term
-    return out
+def conv_nhwc(x: jax.Array, w: jax.Array, lt: LayerType, dw_impl: str = "auto", fast: bool = False) -> jax.Array:
+    """The convolution of layer type ``lt`` on NHWC input with an HWIO kernel.
 
-
-def conv_nhwc(x: jax.Array, w: jax.Array, lt: LayerType, dw_impl: str = "taps") -> jax.Array:
-    """The convolution of layer type ``lt`` on NHWC input with an HWIO kernel."""
-    if lt.op == "depthwise_conv2d" and dw_impl == "taps":
+    ``dw_impl`` picks the depthwise form (``auto``: by backend, see :func:`fb_search._ops.default_dw_impl`);
+    ``fast`` computes 1x1 stride-1 convs as a matrix product (training; the ONNX export keeps
+    ``conv_general_dilated`` so that its graph has ``Conv`` nodes).
+    """
+    if lt.op == "depthwise_conv2d" and resolve_dw_impl(dw_impl) == "taps":
         return depthwise_taps(x, w, tuple(lt.stride), tuple(lt.padding))
+    if fast and _is_pointwise(lt):
+        return pointwise(x, w)
     t, l, b, r = lt.padding
     return jax.lax.conv_general_dilated(
         x,
@@ -67,7 +67,12 @@ def conv_nhwc(x: jax.Array, w: jax.Array, lt: LayerType, dw_impl: str = "taps") 
         padding=((t, b), (l, r)),
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
         feature_group_count=lt.groups,
+        preferred_element_type=jnp.promote_types(x.dtype, jnp.float32),
     )
+
+
+def _is_pointwise(lt: LayerType) -> bool:
+    return lt.groups == 1 and tuple(lt.kernel) == (1, 1) and tuple(lt.stride) == (1, 1) and not any(lt.padding)
 
 
 def _split(key: jax.Array | None) -> tuple[jax.Array | None, jax.Array | None]:
@@ -82,9 +87,15 @@ class QConv(nnx.Module):
       in_q: quantizer of the input activation (None: the input arrives quantized).
       w_q: quantizer of the kernel.
       act: ``relu``, ``relu6`` or ``none``.
-      dw_impl: ``taps`` or ``grouped`` (depthwise only; same parameters).
+      dw_impl: ``auto`` (by backend: ``taps`` on CPU, ``grouped`` on GPU/TPU), ``taps`` or ``grouped``
+        (depthwise only; same parameters).
+      compute_dtype: ``float32`` or ``bfloat16`` for the conv operands (products accumulate, BatchNorm,
+        quantizers and parameters stay in float32).
       rngs: initializers.
       use_bias: a conv bias instead of BatchNorm (imported convs with BN folded in).
+
+    Attribute ``fast`` (True) selects the training kernels of :mod:`fb_search._ops` (pointwise convs as matrix
+    products, training-mode BatchNorm fused with the activation); the ONNX export switches it off.
     """
 
     def __init__(
@@ -93,14 +104,17 @@ class QConv(nnx.Module):
         in_q: Quantizer | None,
         w_q: Quantizer,
         act: str = "relu6",
-        dw_impl: str = "taps",
+        dw_impl: str = "auto",
+        compute_dtype: str = "float32",
         *,
         rngs: nnx.Rngs,
         use_bias: bool = False,
     ):
         if lt.op not in ("conv2d", "depthwise_conv2d"):
             raise ValueError(f"QConv: expected a conv2d or depthwise_conv2d layer type, got {lt.op}")
-        self.lt, self.act, self.dw_impl = lt, act, dw_impl
+        resolve_dw_impl(dw_impl)
+        self.lt, self.act, self.dw_impl, self.fast = lt, act, dw_impl, True
+        self.compute_dtype = check_compute_dtype(compute_dtype)
         shape = lt.weight_shape_hwio
         init = nnx.initializers.variance_scaling(2.0, "fan_in", "truncated_normal", in_axis=(0, 1, 2), out_axis=3)
         self.kernel = nnx.Param(init(rngs.params(), shape, jnp.float32))
@@ -113,9 +127,21 @@ class QConv(nnx.Module):
 
     def core(self, xq: jax.Array, key: jax.Array | None = None) -> jax.Array:
         """The layer on an already quantized input."""
-        y = conv_nhwc(xq, self.w_q(self.kernel[...], key), self.lt, self.dw_impl)
-        y = y + self.bias[...] if self.bn is None else self.bn(y)
-        return activation(y, self.act)
+        wq = self.w_q(self.kernel[...], key)
+        if self.compute_dtype == "float32":
+            y = conv_nhwc(xq, wq, self.lt, self.dw_impl, self.fast)
+        else:  # low-precision operands, float32 products' sums, BatchNorm and activations
+            dt = self.compute_dtype
+            y = conv_nhwc(xq.astype(dt), wq.astype(dt), self.lt, self.dw_impl, self.fast).astype(jnp.float32)
+        bn = self.bn
+        if bn is None:
+            return activation(y + self.bias[...], self.act)
+        if self.fast and not bn.use_running_average:
+            y, mean, var = batch_norm_act(y, bn.scale[...], bn.bias[...], bn.epsilon, self.act)
+            bn.mean[...] = bn.momentum * bn.mean[...] + (1 - bn.momentum) * mean
+            bn.var[...] = bn.momentum * bn.var[...] + (1 - bn.momentum) * var
+            return y
+        return activation(bn(y), self.act)
 
     def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
         ka, kw = _split(key)
