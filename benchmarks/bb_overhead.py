@@ -46,7 +46,7 @@ def jax_stepper(topology, mode: str, batch: int, dw_impl: str | None = None, dty
     recipe = get_recipe("mnv1_imagenet")
     extra = {} if dtype == "float32" else {"compute_dtype": dtype}
     extra |= {} if dw_impl is None else {"dw_impl": dw_impl}
-    model = QNet(topology, mode, bb=recipe.BB, rngs=nnx.Rngs(0), **extra)
+    model = QNet(topology, mode, bb=recipe.BB, fused_kernels=recipe.FUSED_KERNELS, rngs=nnx.Rngs(0), **extra)
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     params, rest = pure(params), pure(rest)  # the step takes plain-array trees

@@ -91,7 +91,7 @@ def _categorize(hlo: str) -> dict[str, str]:
 def _stepper(width: float, resolution: int, batch: int, mode: str):
     from fb_schema.topologies import mobilenetv1
 
-    model = QNet(mobilenetv1(width, resolution, num_classes=1000), mode, rngs=nnx.Rngs(0))
+    model = QNet(mobilenetv1(width, resolution, num_classes=1000), mode, fused_kernels=True, rngs=nnx.Rngs(0))
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     params, rest = pure(params), pure(rest)  # the step takes plain-array trees

@@ -39,7 +39,7 @@ def test_onnx_float_and_fake_quant_match_jax():
 
     x = np.asarray(jax.random.uniform(jax.random.key(0), (3, 16, 16, 1)))
     for mode, config, tol in (("float", None, 1e-5), ("fixed", homogeneous("digitsnet", 8, 4), 1e-4)):
-        model = QNet(digitsnet(), mode, config, rngs=nnx.Rngs(0))
+        model = QNet(digitsnet(), mode, config, fused_kernels=True, rngs=nnx.Rngs(0))
         model.eval()
         want = np.asarray(model(jnp.asarray(x), None))
         proto = to_onnx_model(model)

@@ -45,6 +45,13 @@ def _resume(recipe, ckpt_dir: Path) -> dict[str, Any]:
     return {"ckpt_dir": ckpt_dir, "ckpt_every": every} if every else {}
 
 
+def _kernels(recipe) -> dict[str, Any]:
+    """The recipe's training kernels: ``FUSED_KERNELS`` (off where a recipe says nothing) and ``COMPUTE_DTYPE``
+    (``float32``, or ``bfloat16`` conv operands on accelerators)."""
+    fused = bool(getattr(recipe, "FUSED_KERNELS", False))
+    return {"fused_kernels": fused, "compute_dtype": getattr(recipe, "COMPUTE_DTYPE", "float32")}
+
+
 def _meta(topology: Topology, stage: str, **extra: Any) -> dict[str, Any]:
     meta = {"stage": stage, "network": topology.name, "topology_params": dict(topology.params)}
     return {**meta, "topology": topology_to_json(topology), **extra}
@@ -71,7 +78,7 @@ def train_float(
     _check_data(topology, data)
     r = get_recipe(recipe)
     steps = r.FLOAT_STEPS if steps is None else steps
-    model = QNet(topology, "float", rngs=nnx.Rngs(seed))
+    model = QNet(topology, "float", **_kernels(r), rngs=nnx.Rngs(seed))
     Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     last = train(model, data, r.FLOAT, steps, seed, log_path=Path(ckpt_dir) / "metrics.jsonl", desc="float",
@@ -133,7 +140,7 @@ def _search_model(topology: Topology, r, run: SearchRun, seed: int, float_ckpt) 
     if run.variant not in VARIANTS:
         raise ValueError(f"variant: expected one of {', '.join(VARIANTS)}, got {run.variant!r}")
     opts = BBOptions(run.variant, r.BB.gate_init, r.BB.temperature, r.BB.per_sample, r.BB.quantlab_mask)
-    model = QNet(topology, "bb", bb=opts, rngs=nnx.Rngs(seed))
+    model = QNet(topology, "bb", bb=opts, **_kernels(r), rngs=nnx.Rngs(seed))
     if run.objective != "bops":
         if run.table is None:
             raise ValueError(f"objective {run.objective!r}: a latency table is required")
@@ -276,10 +283,13 @@ def _float_model(topology: Topology, checkpoint: str | os.PathLike) -> QNet:
     return model
 
 
-def load_model(config: NetConfig, checkpoint: str | os.PathLike, mode: str = "tqt", seed: int = 0) -> QNet:
-    """A ``fixed`` or ``tqt`` model at ``config``'s precisions with ``checkpoint``'s weights."""
+def load_model(
+    config: NetConfig, checkpoint: str | os.PathLike, mode: str = "tqt", seed: int = 0, **kernels: Any
+) -> QNet:
+    """A ``fixed`` or ``tqt`` model at ``config``'s precisions with ``checkpoint``'s weights (``kernels``:
+    ``fused_kernels``/``compute_dtype`` of :class:`QNet`)."""
     topology = _topology_of(checkpoint, config)
-    model = QNet(topology, mode, config, rngs=nnx.Rngs(seed))
+    model = QNet(topology, mode, config, rngs=nnx.Rngs(seed), **kernels)
     _load(checkpoint, model)
     return model
 
@@ -311,7 +321,7 @@ def finetune(
     """
     r = get_recipe(recipe)
     steps = r.TQT_STEPS if steps is None else steps
-    model = load_model(config, checkpoint, "tqt", seed)
+    model = load_model(config, checkpoint, "tqt", seed, **_kernels(r))
     topology = _topology_of(checkpoint)
     reestimate_bn(model, data.train_subset(BN_IMAGES)[0])
     name = f"tqt-{config.sha256()[:12]}-s{seed}"

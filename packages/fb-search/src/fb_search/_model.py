@@ -207,6 +207,8 @@ class QNet(nnx.Module):
       dw_impl: depthwise implementation, ``auto`` (``taps`` on CPU, ``grouped`` on GPU/TPU), ``taps`` or
         ``grouped``.
       compute_dtype: ``float32`` or ``bfloat16`` conv operands (float32 accumulation, BatchNorm and parameters).
+      fused_kernels: train with :mod:`fb_search._ops`'s kernels (see :class:`fb_search.layers.QConv`'s ``fast``):
+        the MobileNet recipes turn them on; off, training reproduces the plain XLA kernels bit for bit.
       rules: which quantizer each weight and activation gets (:class:`fb_search.quant.QuantRules`); default
         ``QuantRules.default(mode, bb)``, the mode's own choice. The network input is always the 8-bit grid.
       rngs: parameter initialization.
@@ -221,6 +223,7 @@ class QNet(nnx.Module):
         dw_impl: str = "auto",
         rules: QuantRules | None = None,
         compute_dtype: str = "float32",
+        fused_kernels: bool = False,
         *,
         rngs: nnx.Rngs,
     ):
@@ -235,7 +238,7 @@ class QNet(nnx.Module):
         self.mac_ratio = tuple((name, m / max(macs.values())) for name, m in macs.items())
         self.macs = tuple(macs.items())
         cfg = {c.name: c for c in config.layers} if config is not None else {}
-        conv = {"dw_impl": dw_impl, "compute_dtype": compute_dtype}
+        conv = {"dw_impl": dw_impl, "compute_dtype": compute_dtype, "fast": fused_kernels}
         layers = {layer.name: _block(layer, rules, cfg, conv, rngs) for layer in topology.layers}
         self.tensor_q = _attach_activation_quantizers(topology, mode, rules, cfg, layers)
         self.layers = nnx.Dict(layers)

@@ -73,6 +73,11 @@ def _dw_out_hw(x, w, stride, padding) -> tuple[int, int]:
     return _out_size(x.shape[1], w.shape[0], stride[0], t, b), _out_size(x.shape[2], w.shape[1], stride[1], l, r)
 
 
+def depthwise_taps_autodiff(x: jax.Array, w: jax.Array, stride: tuple[int, int], padding: tuple[int, ...]) -> jax.Array:
+    """:func:`depthwise_taps` differentiated by JAX itself (the unfused kernels' form)."""
+    return _taps_padded(_pad(x, padding), w, stride, _dw_out_hw(x, w, stride, padding))
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def depthwise_taps(x: jax.Array, w: jax.Array, stride: tuple[int, int], padding: tuple[int, ...]) -> jax.Array:
     """Depthwise conv (NHWC, kernel ``(kh, kw, 1, C)``, padding ``(top, left, bottom, right)``) as shifted taps."""

@@ -26,6 +26,7 @@ from fb_search._ops import (
     batch_norm_act,
     check_compute_dtype,
     depthwise_taps,
+    depthwise_taps_autodiff,
     pointwise,
     resolve_dw_impl,
 )
@@ -52,11 +53,12 @@ def conv_nhwc(x: jax.Array, w: jax.Array, lt: LayerType, dw_impl: str = "auto", 
     """The convolution of layer type ``lt`` on NHWC input with an HWIO kernel.
 
     ``dw_impl`` picks the depthwise form (``auto``: by backend, see :func:`fb_search._ops.default_dw_impl`);
-    ``fast`` computes 1x1 stride-1 convs as a matrix product (training; the ONNX export keeps
-    ``conv_general_dilated`` so that its graph has ``Conv`` nodes).
+    ``fast`` computes 1x1 stride-1 convs as a matrix product and differentiates the depthwise taps by hand
+    (training; the ONNX export keeps ``conv_general_dilated`` so that its graph has ``Conv`` nodes).
     """
     if lt.op == "depthwise_conv2d" and resolve_dw_impl(dw_impl) == "taps":
-        return depthwise_taps(x, w, tuple(lt.stride), tuple(lt.padding))
+        taps = depthwise_taps if fast else depthwise_taps_autodiff
+        return taps(x, w, tuple(lt.stride), tuple(lt.padding))
     if fast and _is_pointwise(lt):
         return pointwise(x, w)
     t, l, b, r = lt.padding
@@ -94,8 +96,10 @@ class QConv(nnx.Module):
       rngs: initializers.
       use_bias: a conv bias instead of BatchNorm (imported convs with BN folded in).
 
-    Attribute ``fast`` (True) selects the training kernels of :mod:`fb_search._ops` (pointwise convs as matrix
-    products, training-mode BatchNorm fused with the activation); the ONNX export switches it off.
+    ``fast`` (attribute of the same name) selects the training kernels of :mod:`fb_search._ops` (pointwise convs
+    as matrix products, hand-differentiated depthwise taps, training-mode BatchNorm fused with the activation):
+    faster on large activations, equal to the plain kernels up to float32 rounding; the ONNX export switches it
+    off.
     """
 
     def __init__(
@@ -109,11 +113,12 @@ class QConv(nnx.Module):
         *,
         rngs: nnx.Rngs,
         use_bias: bool = False,
+        fast: bool = False,
     ):
         if lt.op not in ("conv2d", "depthwise_conv2d"):
             raise ValueError(f"QConv: expected a conv2d or depthwise_conv2d layer type, got {lt.op}")
         resolve_dw_impl(dw_impl)
-        self.lt, self.act, self.dw_impl, self.fast = lt, act, dw_impl, True
+        self.lt, self.act, self.dw_impl, self.fast = lt, act, dw_impl, fast
         self.compute_dtype = check_compute_dtype(compute_dtype)
         shape = lt.weight_shape_hwio
         init = nnx.initializers.variance_scaling(2.0, "fan_in", "truncated_normal", in_axis=(0, 1, 2), out_axis=3)

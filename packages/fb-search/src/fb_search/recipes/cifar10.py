@@ -25,3 +25,4 @@ TQT = OptSpec(kind="sgd", lr=1e-3, momentum=0.9, schedule="cosine", batch_size=1
 TQT_STEPS = 5 * EPOCH
 CALIBRATION_IMAGES = 512
 CKPT_EVERY = 1000
+FUSED_KERNELS = True  # fb_search._ops: pointwise as matrix products, hand-differentiated depthwise, BN+ReLU6

@@ -46,3 +46,4 @@ TQT_STEPS = 11 * EPOCH
 
 CALIBRATION_IMAGES = 512
 CKPT_EVERY = 2000
+FUSED_KERNELS = True  # fb_search._ops: pointwise as matrix products, hand-differentiated depthwise, BN+ReLU6

@@ -1,0 +1,38 @@
+"""The recipes choose the training kernels: the MobileNet recipes train with the fused kernels, digits (and a user's
+recipe that says nothing) with the plain XLA ones, and finetune/search/train_float build their models that way."""
+
+from __future__ import annotations
+
+import pytest
+
+import fb_search
+from fb_search import _api
+from fb_search.recipes import get_recipe
+
+
+@pytest.mark.parametrize(
+    "recipe, fused", [("digits", False), ("cifar10", True), ("mnv1_imagenet", True), ("mnv2_imagenet", True)]
+)
+def test_recipe_kernels(recipe, fused):
+    assert _api._kernels(get_recipe(recipe)) == {"fused_kernels": fused, "compute_dtype": "float32"}
+
+
+def test_user_recipe_without_kernel_names_gets_plain_kernels(tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text("COMPUTE_DTYPE = 'bfloat16'\n")
+    assert _api._kernels(get_recipe(str(path))) == {"fused_kernels": False, "compute_dtype": "bfloat16"}
+
+
+def test_train_float_builds_the_recipes_kernels(monkeypatch, tmp_path, digits):
+    built = []
+    real = _api.QNet
+
+    def spy(*args, **kwargs):
+        model = real(*args, **kwargs)
+        built.append({name: layer.fast for name, layer in model.layers.items() if hasattr(layer, "fast")})
+        return model
+
+    monkeypatch.setattr(_api, "QNet", spy)
+    monkeypatch.setattr(get_recipe("digits"), "FUSED_KERNELS", True)
+    fb_search.train_float("digitsnet", digits, 2, 0, tmp_path)
+    assert built and all(built[0].values()) and len(built[0]) == 7  # the seven convs of digitsnet
