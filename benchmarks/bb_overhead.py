@@ -46,19 +46,28 @@ def jax_stepper(topology, mode: str, batch: int, dw_impl: str | None = None, dty
     recipe = get_recipe("mnv1_imagenet")
     extra = {} if dtype == "float32" else {"compute_dtype": dtype}
     extra |= {} if dw_impl is None else {"dw_impl": dw_impl}
+    base = recipe.SEARCH if mode == "bb" else recipe.FLOAT
+    spec = base.__class__(**{**base.__dict__, "batch_size": batch})
     model = QNet(topology, mode, bb=recipe.BB, fused_kernels=recipe.FUSED_KERNELS, rngs=nnx.Rngs(0), **extra)
+    run = timer(*step_and_inputs(model, topology, spec, batch))
+    run(0)  # compile
+    return run
+
+
+def step_and_inputs(model, topology, spec, batch: int):
+    """``fb_search.train``'s jitted step for ``model`` (plain-array state), its state and one random batch."""
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     params, rest = pure(params), pure(rest)  # the step takes plain-array trees
-    spec = (recipe.SEARCH if mode == "bb" else recipe.FLOAT).__class__(
-        **{**(recipe.SEARCH if mode == "bb" else recipe.FLOAT).__dict__, "batch_size": batch}
-    )
-    tx, step = _train_step(graphdef, spec, 1000, mode == "bb")
-    state = [params, rest, tx.init(params)]
+    tx, step = _train_step(graphdef, spec, 1000, model.mode == "bb")
     h, w, c = topology.input_shape
     x = jax.random.uniform(jax.random.key(0), (batch, h, w, c))
     y = jax.random.randint(jax.random.key(1), (batch,), 0, topology.num_classes)
-    mu = jnp.float32(0.01)
+    return step, [params, rest, tx.init(params)], x, y, jnp.float32(0.01)
+
+
+def timer(step, state: list, x, y, mu):
+    """``run(i)``: one step (gate key ``i``) on the batch, blocking; returns its wall seconds."""
 
     def run(i: int) -> float:
         t = time.perf_counter()
@@ -67,7 +76,6 @@ def jax_stepper(topology, mode: str, batch: int, dw_impl: str | None = None, dty
         state[:3] = out[:3]
         return time.perf_counter() - t
 
-    run(0)  # compile
     return run
 
 

@@ -15,16 +15,18 @@ import glob
 import gzip
 import json
 import re
+import sys
 import tempfile
-import time
+from pathlib import Path
 
 import click
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from fb_search import OptSpec, QNet
-from fb_search._train import _train_step, pure
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bb_overhead import step_and_inputs, timer  # noqa: E402
 
 MODELS = {"mobilenetv1-0.25@128": (0.25, 128), "mobilenetv1-0.75@224": (0.75, 224)}
 # (category, function names that put a frame in it), first match from the innermost frame outwards
@@ -91,25 +93,11 @@ def _categorize(hlo: str) -> dict[str, str]:
 def _stepper(width: float, resolution: int, batch: int, mode: str):
     from fb_schema.topologies import mobilenetv1
 
-    model = QNet(mobilenetv1(width, resolution, num_classes=1000), mode, fused_kernels=True, rngs=nnx.Rngs(0))
-    model.train()
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    params, rest = pure(params), pure(rest)  # the step takes plain-array trees
-    tx, step = _train_step(graphdef, OptSpec(kind="sgd", batch_size=batch), 1000, mode == "bb")
-    state = [params, rest, tx.init(params)]
-    x = jax.random.uniform(jax.random.key(0), (batch, resolution, resolution, 3))
-    y = jnp.zeros((batch,), jnp.int32)
-    mu = jnp.float32(0.01)
-
-    def run(i: int) -> float:
-        t = time.perf_counter()
-        out = step(*state, x, y, jax.random.key(i), mu)
-        jax.block_until_ready(out[0])
-        state[:3] = out[:3]
-        return time.perf_counter() - t
-
+    topology = mobilenetv1(width, resolution, num_classes=1000)
+    model = QNet(topology, mode, fused_kernels=True, rngs=nnx.Rngs(0))
+    step, state, x, y, mu = step_and_inputs(model, topology, OptSpec(kind="sgd", batch_size=batch), batch)
     hlo = step.lower(*state, x, y, jax.random.key(0), mu).compile().as_text()
-    return run, hlo
+    return timer(step, state, x, y, mu), hlo
 
 
 @click.command()
