@@ -1,6 +1,6 @@
 """Training-step speed: our float and Bayesian Bits steps against PyTorch's float step on the same network.
 
-Our steps are the jitted step ``fb_search.train`` runs (``fb_search._train._train_step``) with the MobileNetV1
+Our steps are the jitted step ``fb_search.train`` runs (``fb_search._train._train_step_at``) with the MobileNetV1
 ImageNet recipe's optimizers (SGD with momentum; BB: + Adam on the gates) and a 1000-class head; PyTorch's is
 ``benchmarks/torch_reference.py`` (float32 NCHW eager, SGD with momentum, 2 threads), timed only when torch is
 installed. Random inputs, the steps interleaved in one process, medians of the repeats (the machine is shared:
@@ -31,7 +31,7 @@ import torch_reference  # noqa: E402
 
 from fb_schema.topologies import digitsnet, mobilenetv1  # noqa: E402
 from fb_search import QNet  # noqa: E402
-from fb_search._train import _train_step, pure  # noqa: E402
+from fb_search._train import _train_step_at, pure  # noqa: E402
 from fb_search.recipes import get_recipe  # noqa: E402
 
 MODELS = {
@@ -59,7 +59,7 @@ def step_and_inputs(model, topology, spec, batch: int):
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     params, rest = pure(params), pure(rest)  # the step takes plain-array trees
-    tx, step = _train_step(graphdef, spec, 1000, model.mode == "bb")
+    tx, step = _train_step_at(graphdef, spec, 1000, model.mode == "bb")
     h, w, c = topology.input_shape
     x = jax.random.uniform(jax.random.key(0), (batch, h, w, c))
     y = jax.random.randint(jax.random.key(1), (batch,), 0, topology.num_classes)
@@ -67,11 +67,13 @@ def step_and_inputs(model, topology, spec, batch: int):
 
 
 def timer(step, state: list, x, y, mu):
-    """``run(i)``: one step (gate key ``i``) on the batch, blocking; returns its wall seconds."""
+    """``run(i)``: step number ``i`` (its gate key folded in by the step) on the batch, blocking; returns its wall
+    seconds."""
+    key = jax.random.key(0)
 
     def run(i: int) -> float:
         t = time.perf_counter()
-        out = step(*state, x, y, jax.random.key(i), mu)
+        out = step(*state, x, y, key, np.int32(i), mu)
         jax.block_until_ready(out[0])
         state[:3] = out[:3]
         return time.perf_counter() - t

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import click
 import jax
+import numpy as np
 from flax import nnx
 
 from fb_search import OptSpec, QNet
@@ -96,7 +97,7 @@ def _stepper(width: float, resolution: int, batch: int, mode: str):
     topology = mobilenetv1(width, resolution, num_classes=1000)
     model = QNet(topology, mode, fused_kernels=True, rngs=nnx.Rngs(0))
     step, state, x, y, mu = step_and_inputs(model, topology, OptSpec(kind="sgd", batch_size=batch), batch)
-    hlo = step.lower(*state, x, y, jax.random.key(0), mu).compile().as_text()
+    hlo = step.lower(*state, x, y, jax.random.key(0), np.int32(0), mu).compile().as_text()
     return timer(step, state, x, y, mu), hlo
 
 
