@@ -23,6 +23,21 @@ def test_user_recipe_without_kernel_names_gets_plain_kernels(tmp_path):
     assert _api._kernels(get_recipe(str(path))) == {"fused_kernels": False, "compute_dtype": "bfloat16"}
 
 
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("COMPUTE_DTYPE = 'fp16'\n", "COMPUTE_DTYPE: expected one of float32, bfloat16, got 'fp16'"),
+        ("FUSED_KERNELS = 'yes'\n", "FUSED_KERNELS: expected True or False, got 'yes'"),
+    ],
+)
+def test_bad_recipe_kernels_name_the_file_and_field(tmp_path, body, message):
+    path = tmp_path / "bad.py"
+    path.write_text(body)
+    with pytest.raises(ValueError, match="^recipe .*bad.py: ") as err:
+        _api._kernels(get_recipe(str(path)))
+    assert str(err.value).endswith(message) and "\n" not in str(err.value)
+
+
 def test_train_float_builds_the_recipes_kernels(monkeypatch, tmp_path, digits):
     built = []
     real = _api.QNet

@@ -24,6 +24,7 @@ from fb_search._export import export_quantized_network
 from fb_search._latency_objective import latency_terms
 from fb_search._model import VARIANTS, BBOptions, QNet, check_config, to_netconfig
 from fb_search._npz_data import check_data
+from fb_search._ops import COMPUTE_DTYPES
 from fb_search._sensitivity import BITS_PHI, SENSITIVITY_IMAGES, layer_sensitivity  # noqa: F401 (API)
 from fb_search._sweep import resolve_stacked, train_stacked
 from fb_search._train import calibrate, reestimate_bn, train, val_accuracy
@@ -47,9 +48,15 @@ def _resume(recipe, ckpt_dir: Path) -> dict[str, Any]:
 
 def _kernels(recipe) -> dict[str, Any]:
     """The recipe's training kernels: ``FUSED_KERNELS`` (off where a recipe says nothing) and ``COMPUTE_DTYPE``
-    (``float32``, or ``bfloat16`` conv operands on accelerators)."""
-    fused = bool(getattr(recipe, "FUSED_KERNELS", False))
-    return {"fused_kernels": fused, "compute_dtype": getattr(recipe, "COMPUTE_DTYPE", "float32")}
+    (``float32``, or ``bfloat16`` conv operands on accelerators); a bad value is a one-line error naming both."""
+    where = f"recipe {getattr(recipe, '__file__', None) or recipe.__name__}"
+    fused = getattr(recipe, "FUSED_KERNELS", False)
+    if not isinstance(fused, bool):
+        raise ValueError(f"{where}: FUSED_KERNELS: expected True or False, got {fused!r}")
+    dtype = getattr(recipe, "COMPUTE_DTYPE", "float32")
+    if dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"{where}: COMPUTE_DTYPE: expected one of {', '.join(COMPUTE_DTYPES)}, got {dtype!r}")
+    return {"fused_kernels": fused, "compute_dtype": dtype}
 
 
 def _meta(topology: Topology, stage: str, **extra: Any) -> dict[str, Any]:
