@@ -94,34 +94,6 @@ def test_objective_needs_a_table():
         model.use_latency_objective("energy", ())
 
 
-@pytest.mark.parametrize("variant", ["orig", "locked"])
-def test_each_objective_computes_its_own_penalty_exactly(variant):
-    """The penalty is one expression for all objectives (weights as state); each gives exactly its own value."""
-    topology, table = tinynet(), _table(tinynet())
-    model = _model(variant, table)
-    bops, latency = float(model.bop_regularizer()), float(model.expected_latency())
-    assert bops > 0 and latency > 0
-    for objective, want in (("bops", bops), ("latency", latency), ("both", np.float32(bops) + np.float32(latency))):
-        model.use_latency_objective(objective, latency_terms(topology, table))
-        assert float(model.regularizer()) == float(want), objective
-    fresh = QNet(topology, "bb", bb=BBOptions(variant), rngs=nnx.Rngs(0))
-    assert fresh.objective == "bops" and float(fresh.expected_latency()) == 0.0  # no table yet: BOPs only
-
-
-def test_objective_errors_name_the_problem():
-    topology = tinynet()
-    with pytest.raises(ValueError, match="only a Bayesian Bits .* not 'float'"):
-        QNet(topology, "float", rngs=nnx.Rngs(0)).use_latency_objective(
-            "latency", latency_terms(topology, _table(topology))
-        )
-    model = QNet(topology, "bb", rngs=nnx.Rngs(0))
-    terms = latency_terms(topology, _table(topology))
-    with pytest.raises(
-        ValueError, match=r"latency terms: expected the layers \['conv0', 'dw1', 'fc'\], got \['conv0'\]"
-    ):
-        model.use_latency_objective("latency", terms[:1])
-
-
 @pytest.mark.slow
 def test_latency_search_lowers_expected_latency(untrained_ckpt, digits, tmp_path):
     """A short search under the latency objective: a large mu must buy expected latency, and provenance says so."""

@@ -232,8 +232,8 @@ def search_runs(
     stacked: str = "auto",
     sensitivity: bool = True,
 ) -> list[NetConfig]:
-    """Several :func:`search` runs (one NetConfig each, in order). Runs of one variant share one compiled train
-    step (mu, the objective's weights and the latency table are traced inputs); with ``stacked="vmap"`` (``auto``: on a
+    """Several :func:`search` runs (one NetConfig each, in order). Runs of one variant and objective share one
+    compiled train step (mu and the latency table are traced inputs); with ``stacked="vmap"`` (``auto``: on a
     GPU/TPU, and never with step checkpoints) they also train together, one step for all of them at a time."""
     topology = _topology(topology, data)
     _check_data(topology, data)
@@ -243,7 +243,7 @@ def search_runs(
     how = "off" if stacked == "auto" and getattr(r, "CKPT_EVERY", 0) else resolve_stacked(stacked)
     groups: dict[tuple, list[int]] = {}
     for i, run in enumerate(runs):
-        groups.setdefault((run.variant,) if how != "off" else (i,), []).append(i)
+        groups.setdefault((run.variant, run.objective) if how != "off" else (i,), []).append(i)
     out: list = [None] * len(runs)
     for members in groups.values():
         group = [runs[i] for i in members]

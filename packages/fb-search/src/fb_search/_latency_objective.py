@@ -6,9 +6,8 @@ A layer's input and weight gates give a distribution over its (b_in, b_wt) pairs
 weight precisions independent (P = pi_in(a) * pi_w(w)); the locked variant, whose two quantizers share one set of
 gates, puts all mass on the diagonal (P(b, b) = pi(b)). QuantLab's ``BBLatencyRegularizer`` uses the same
 product of marginals (quantlib's Bayesian Bits code, ``algorithms/bb``); Free Bits itself searched with BOPs
-(arXiv 2307.02894). The matrices and the objective's weights are model state (a :class:`LatencyMatrix` and
-:class:`ObjectiveWeights`), not structure, so searches against BOPs, latency or both, and against different
-targets' tables, share one compiled train step.
+(arXiv 2307.02894). The matrices are model state (a :class:`LatencyMatrix`), not structure, so searches against
+different targets' tables share one compiled train step.
 """
 
 from __future__ import annotations
@@ -22,9 +21,6 @@ from fb_schema.topologies import Topology
 from fb_search.quant import PRECS, BBQuant, grid_levels, precision_probs
 
 OBJECTIVES = ("bops", "latency", "both")
-# (BOP weight, latency weight) of the penalty: 1 and 0 are exact factors, so each objective computes what it
-# would alone (x * 1 + 0 == x in floating point)
-OBJECTIVE_WEIGHTS = {"bops": (1.0, 0.0), "latency": (0.0, 1.0), "both": (1.0, 1.0)}
 
 
 def latency_terms(topology: Topology, table: LatencyTable) -> tuple[tuple[str, tuple[tuple[float, ...], ...]], ...]:
@@ -67,25 +63,9 @@ class LatencyMatrix(nnx.Variable):
     """The stacked ``(layers, PRECS, PRECS)`` normalized latencies of :func:`latency_terms` (never trained)."""
 
 
-class ObjectiveWeights(nnx.Variable):
-    """The (BOP, latency) weights of the search penalty (:data:`OBJECTIVE_WEIGHTS`; never trained)."""
-
-
 def latency_state(terms) -> tuple[tuple[str, ...], LatencyMatrix]:
     """(layer names, their latency matrices as one :class:`LatencyMatrix`) of :func:`latency_terms`' output."""
     return tuple(name for name, _ in terms), LatencyMatrix(jnp.asarray([m for _, m in terms], jnp.float32))
-
-
-def objective_state(layers: int) -> tuple[LatencyMatrix, ObjectiveWeights]:
-    """A search model's objective state before any table: zero latencies for ``layers`` layers, BOPs only."""
-    zeros = jnp.zeros((layers, len(PRECS), len(PRECS)), jnp.float32)
-    return LatencyMatrix(zeros), ObjectiveWeights(jnp.asarray(OBJECTIVE_WEIGHTS["bops"], jnp.float32))
-
-
-def objective_of(weights) -> str:
-    """The objective named by :class:`ObjectiveWeights` values (host side)."""
-    w = tuple(float(v) for v in np.asarray(weights))
-    return next(name for name, v in OBJECTIVE_WEIGHTS.items() if v == w)
 
 
 def _marginal(q) -> tuple[jnp.ndarray, object | None]:

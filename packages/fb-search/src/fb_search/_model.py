@@ -30,7 +30,7 @@ from flax import nnx
 from fb_schema import ADDER_BITS, DEFAULT_BITS, LayerConfig, NetConfig, Precision, max_abs
 from fb_schema import grid as fb_grid
 from fb_schema.topologies import INPUT, Topology
-from fb_search import _latency_objective as objectives
+from fb_search._latency_objective import OBJECTIVES, expected_latency, latency_state
 from fb_search.layers import QAdd, QConv, QLinear, QMaxPool, QPool
 from fb_search.quant import VARIANTS, BBOptions, BBQuant, FixedQuant, FloatQuant, Quantizer, QuantRules, QuantTensor
 
@@ -242,9 +242,6 @@ class QNet(nnx.Module):
         layers = {layer.name: _block(layer, rules, cfg, conv, rngs) for layer in topology.layers}
         self.tensor_q = _attach_activation_quantizers(topology, mode, rules, cfg, layers)
         self.layers = nnx.Dict(layers)
-        if mode == "bb":  # the search penalty's weights and tables are state: every objective compiles alike
-            self.latency_layers = tuple(name for name, _ in self.mac_ratio)
-            self.latency_matrix, self.objective_weights = objectives.objective_state(len(self.latency_layers))
 
     # -- forward ----------------------------------------------------------------------------------------------
     def quantizer_of(self, tensor: str) -> Quantizer | None:
@@ -301,36 +298,25 @@ class QNet(nnx.Module):
     # -- search quantities ------------------------------------------------------------------------------------
     def use_latency_objective(self, objective: str, terms=None) -> None:
         """Search against ``bops`` (the paper), expected ``latency`` (terms from :func:`latency_terms`) or ``both``."""
-        if objective not in objectives.OBJECTIVES:
-            raise ValueError(f"objective: expected one of {', '.join(objectives.OBJECTIVES)}, got {objective!r}")
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective: expected one of {', '.join(OBJECTIVES)}, got {objective!r}")
         if objective != "bops" and not terms:
             raise ValueError(f"objective {objective!r} needs a latency table")
-        if self.mode != "bb":
-            raise ValueError(
-                f"objective {objective!r}: only a Bayesian Bits (mode bb) model searches, not {self.mode!r}"
-            )
-        if terms:
-            names, matrix = objectives.latency_state(terms)
-            if names != self.latency_layers:
-                raise ValueError(f"latency terms: expected the layers {list(self.latency_layers)}, got {list(names)}")
-            self.latency_matrix[...] = matrix[...]
-        self.objective_weights[...] = jnp.asarray(objectives.OBJECTIVE_WEIGHTS[objective], jnp.float32)
-
-    @property
-    def objective(self) -> str:
-        """The search objective (``bops``, ``latency`` or ``both``; see :meth:`use_latency_objective`)."""
-        return objectives.objective_of(self.objective_weights[...])
+        self.objective = objective
+        if objective != "bops":  # the table's values are state, so every target's search compiles alike
+            self.latency_layers, self.latency_matrix = latency_state(terms)
 
     def expected_latency(self) -> jax.Array:
-        """Expected 8b/8b-normalized latency of the configurable layers (zero before :meth:`use_latency_objective`
-        gave a table)."""
-        return objectives.expected_latency(self.layers, self.latency_layers, self.latency_matrix[...])
+        """Expected 8b/8b-normalized latency of the configurable layers (needs :meth:`use_latency_objective`)."""
+        return expected_latency(self.layers, self.latency_layers, self.latency_matrix[...])
 
     def regularizer(self) -> jax.Array:
-        """The search penalty: the BOP-weighted gate cost, the expected latency, or their sum (the objective's
-        weights, traced: one program for all three)."""
-        w = self.objective_weights[...]
-        return w[0] * self.bop_regularizer() + w[1] * self.expected_latency()
+        """The search penalty: the BOP-weighted gate cost, the expected latency, or their sum (``objective``)."""
+        objective = getattr(self, "objective", "bops")
+        if objective == "latency":
+            return self.expected_latency()
+        bops = self.bop_regularizer()
+        return bops + self.expected_latency() if objective == "both" else bops
 
     def bop_regularizer(self) -> jax.Array:
         """Sum over conv/linear layers of ``MACs/maxMACs * (gate cost of w_q + gate cost of in_q)``."""

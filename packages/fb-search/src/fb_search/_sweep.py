@@ -1,6 +1,6 @@
 """Several searches of one network structure trained together: one compiled program over their stacked state.
 
-Runs that differ only in mu, objective and latency table (all traced inputs) share a structure; ``vmap`` over a leading
+Runs that differ only in mu and latency table (both traced inputs) share a structure; ``vmap`` over a leading
 run axis trains them in parallel, one dispatch per step for all. Any other program rounds the last bits a little
 differently from a run alone (XLA:CPU's fusions, batched kernels), and 300 steps of stochastic gates amplify
 that: a gate that ends near its threshold can end on the other side (digitsnet, 5 mu: 2 of 5 configs differ
@@ -65,7 +65,7 @@ def train_stacked(
     splits = [nnx.split(model, nnx.Param, ...) for model in models]
     graphdef = splits[0][0]
     if any(g != graphdef for g, *_ in splits):
-        raise ValueError("train_stacked: the models differ in structure (variant or network)")
+        raise ValueError("train_stacked: the models differ in structure (variant, objective or network)")
     params, rest = (jax.tree.map(lambda *a: jnp.stack(a), *[pure(sp[i]) for sp in splits]) for i in (1, 2))
     tx, step = _stacked_step(graphdef, spec, steps, True)
     state = (params, rest, jax.vmap(tx.init)(params))
