@@ -115,3 +115,23 @@ def test_latency_search_lowers_expected_latency(untrained_ckpt, digits, tmp_path
     assert runs[1].provenance["method"] == "latency-bb" and runs[1].provenance["table_sha256"] == table.sha256()
     with pytest.raises(ValueError, match="a latency table is required"):
         fb_search.search(topology, digits, untrained_ckpt, objective="latency", steps=1, out_dir=tmp_path)
+
+
+def test_a_latency_search_evaluates_with_the_bop_searchs_programs(untrained_ckpt, digits, tmp_path):
+    """The latency objective is training state only: once trained, the network is a BOP search's, so its BN
+    re-estimation and evaluation reuse those compiled programs, and its checkpoint holds no latency matrix."""
+    import fb_search
+    from fb_schema.topologies import digitsnet
+    from fb_search._checkpoint import load_checkpoint
+    from fb_search._train import _eval_step
+
+    topology = digitsnet()
+    table = _table(topology)
+    fb_search.search(topology, digits, untrained_ckpt, mu=0.1, steps=2, out_dir=tmp_path, sensitivity=False)
+    before = _eval_step.cache_info().currsize
+    net = fb_search.search(topology, digits, untrained_ckpt, mu=0.5, steps=2, out_dir=tmp_path, sensitivity=False,
+                           objective="latency", table=table)  # fmt: skip
+    assert _eval_step.cache_info().currsize == before  # no evaluation program of its own
+    assert 0 < net.metrics["expected_latency"] <= 1.0 + 1e-6
+    state, _ = load_checkpoint(net.provenance["checkpoint"])
+    assert "latency_matrix" not in state and "layers" in state

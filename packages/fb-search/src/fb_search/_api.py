@@ -157,11 +157,22 @@ def _search_model(topology: Topology, r, run: SearchRun, seed: int, float_ckpt) 
     return model
 
 
+def _drop_objective(model: QNet) -> None:
+    """Remove the latency objective's state, which only training reads: the searched network then has the
+    structure of a BOP search's, and its evaluation and BN re-estimation reuse those compiled programs."""
+    for name in ("latency_matrix", "latency_layers", "objective"):
+        if hasattr(model, name):
+            delattr(model, name)
+
+
 def _finish(model: QNet, topology: Topology, data: Dataset, run: SearchRun, where: dict, t0: float,
             sensitivity: bool) -> NetConfig:  # fmt: skip
     """Evaluate a searched model (BN re-estimated), save its checkpoint and NetConfig; ``where``: seed,
     float_ckpt, steps, recipe. ``t0``: when its search started (shared training: its share of the time)."""
     out_dir, name = Path(run.out_dir), run.name(where["seed"])
+    latency = run.objective != "bops"
+    expected_lat = float(model.expected_latency()) if latency else None
+    _drop_objective(model)
     reestimate_bn(model, data.train_subset(BN_IMAGES)[0])  # the running statistics saw stochastic gates
     acc, wrong = val_accuracy(model, data)
     precisions = model.precisions()
@@ -175,9 +186,8 @@ def _finish(model: QNet, topology: Topology, data: Dataset, run: SearchRun, wher
         "expected_bits": float(model.expected_bits()),
         "search_seconds": round(time.time() - t0, 1),
     }
-    latency = run.objective != "bops"
     if latency:
-        metrics["expected_latency"] = float(model.expected_latency())
+        metrics["expected_latency"] = expected_lat
     if sensitivity:
         metrics["sensitivity"] = layer_sensitivity(model, data)
     method = f"bb-{run.variant}" if not latency else "latency-bb"
