@@ -242,6 +242,9 @@ class QNet(nnx.Module):
         layers = {layer.name: _block(layer, rules, cfg, conv, rngs) for layer in topology.layers}
         self.tensor_q = _attach_activation_quantizers(topology, mode, rules, cfg, layers)
         self.layers = nnx.Dict(layers)
+        for _, q in nnx.iter_graph(self.layers):  # the Bayesian Bits quantizers train with their fused form too
+            if isinstance(q, BBQuant):
+                q.fused = fused_kernels
 
     # -- forward ----------------------------------------------------------------------------------------------
     def quantizer_of(self, tensor: str) -> Quantizer | None:
