@@ -5,7 +5,9 @@ as intermediate values of the backward pass; XLA:CPU recomputes them inside each
 (the previous layer's BatchNorm and conv gradients), several times per element. Here the forward pass computes
 the output in one elementwise pass and keeps only the input; the backward pass recomputes the grids from it once,
 for the input gradient (the straight-through mask) and the gates' gradients (per-sample sums of the upstream
-gradient times each upgrade residual ``Q_k - Q_{k-1}``). Values and gradients are those of ``bb_quantize``.
+gradient times each upgrade residual ``Q_k - Q_{k-1}``). The output is materialized once (see
+:func:`_materialized`). Values are those of ``bb_quantize``; the gradients too, up to float rounding (the gate sums
+are taken in another order, and the backward pass multiplies by the reciprocal step).
 """
 
 from __future__ import annotations
@@ -88,11 +90,18 @@ def _fwd(x, t, z, signed, precs, per_sample, quantlab_mask):
     return _materialized(x, t, z, signed, precs, per_sample), (x, t, z)
 
 
+def _fake_quant_by_reciprocal(x, lo, hi, eps):
+    return lo + eps * jnp.round((jnp.clip(x, lo, hi) - lo) * (1.0 / eps))
+
+
 def _bwd(signed, precs, per_sample, quantlab_mask, res, g):
     x, t, z = res
-    grids, qs = _grids_and_values(x, t, signed, precs)
+    grids = [grid(t, b, signed) for b in precs]
     lo, hi = grids[0][0], grids[0 if quantlab_mask else -1][1]
     gx = jnp.where((x >= lo) & (x < hi), g, jnp.zeros((), g.dtype))
+    # the residuals again, from x: the divisions were the slow part of this pass on XLA:CPU, and a product with the
+    # reciprocal step rounds to the forward's grid point except at exact ties
+    qs = [_fake_quant_by_reciprocal(x, *gr) for gr in grids]
     axes = tuple(range(1, x.ndim)) if per_sample else None
     gz = jnp.stack([jnp.sum(g * (qs[k] - qs[k - 1]), axis=axes) for k in range(1, len(precs))])
     return gx, jnp.zeros_like(t), gz.astype(z.dtype)
