@@ -64,6 +64,33 @@ def test_integer_argmax_matches_fake_quant(results):
         assert d["argmax_disagreements"] <= 2, cid
 
 
+def test_one_network_is_fine_tuned_and_deployed_once(run_dir, results):
+    """Candidates that are one network (same precisions and starting checkpoint; here 4b/4b's free-bits child on
+    the two XpulpNN targets) share one fine-tuning and one deployment."""
+    tuned: dict[tuple[str, str], str] = {}  # (config sha256, starting checkpoint) -> candidate fine-tuned for it
+    shared = 0
+    for cid, info in results["finetuned"].items():
+        config = NetConfig.load(run_dir / results["configs"][cid]["path"])
+        identity = (config.sha256(), config.provenance.get("checkpoint") or results["configs"][cid]["parent"])
+        if "same_as" in info:
+            shared += 1
+            source = info["same_as"]
+            assert tuned.get(identity) == source, cid
+            assert results["finetuned"][source]["artifact"] == info["artifact"], cid
+            assert results["deployed"][cid]["integer_accuracy"] == results["deployed"][source]["integer_accuracy"]
+            assert (run_dir / results["deployed"][cid]["dir"] / "model.onnx").is_file(), cid
+        else:
+            assert identity not in tuned, f"{cid} fine-tuned again the network of {tuned.get(identity)}"
+            tuned[identity] = cid
+    assert shared >= 1, "expected the XpulpNN1 and XpulpNN2 free-bits children of 4b/4b to be one network"
+
+
+def test_only_the_knapsack_source_computes_sensitivities(run_dir, results):
+    with_sens = [cid for cid, c in results["configs"].items()
+                 if "sensitivity" in NetConfig.load(run_dir / c["path"]).metrics]  # fmt: skip
+    assert with_sens == ["bb-orig-mu0"]
+
+
 def test_report_numbers_equal_results(run_dir, results):
     report = (run_dir / "report.md").read_text()
     for row in results["table1"]:

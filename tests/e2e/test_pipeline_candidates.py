@@ -153,3 +153,13 @@ def test_gvsoc_flows_follow_the_target_a_network_was_made_for():
     selection = {"pulp-model:xpulpv2": {}, "pulp-model:xpulpnn1": {}}
     assert gvsoc.flows_of("fb-pulp-xpulpv2--4b", selection, "pulp-model:xpulpnn1") == ["mixed-hw"]
     assert gvsoc.flows_of("anything", selection, "pulp-model:xpulpv2") == ["mixed-sw"]
+
+
+def test_a_network_is_scored_once_per_checkpoint(run, monkeypatch):
+    """Free bits and the knapsack often reach one config on several targets: it is evaluated once per checkpoint."""
+    calls = []
+    monkeypatch.setattr(stages.fb_search, "evaluate", lambda net, ckpt, data: calls.append((net.sha256(), ckpt)) or 0.7)
+    a = NetConfig.homogeneous(tinynet(), 4, 4)
+    b = a.with_metrics(val_accuracy=0.1)  # the same network: metrics are not its identity
+    assert [run.evaluate(n, ckpt, None) for n, ckpt in ((a, "c1"), (b, "c1"), (a, "c2"))] == [0.7, 0.7, 0.7]
+    assert calls == [(a.sha256(), "c1"), (a.sha256(), "c2")]

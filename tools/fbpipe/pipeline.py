@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from fb_schema import NetConfig, read_json, write_json
-from fbpipe import gvsoc, report, stages
+from fbpipe import deliver, gvsoc, report, stages
 from fbpipe.checks import check_config, load_data
 from fbpipe.config import PipelineConfig
 from fbpipe.run import Run, homogeneous_candidate
@@ -111,9 +111,9 @@ def run_pipeline(cfg: PipelineConfig, out: Path, progress: bool = True, source: 
         selection = stages.choose(run, candidates)
     todo = stages.candidates_by_id(_todo_ids(run, homog, children, selection), candidates)
     with run.stage(7, n, STAGES[6]):
-        finetuned = stages.finetune(run, data, todo)
+        finetuned = deliver.finetune(run, data, todo)
     with run.stage(8, n, STAGES[7]):
-        deployed = stages.deploy(run, data, finetuned)
+        deployed = deliver.deploy(run, data, finetuned)
         if cfg.gvsoc:
             gvsoc.run_all(run, deployed, finetuned, selection, {c.id: c.target for c in todo})
     with run.stage(9, n, STAGES[8]):

@@ -89,6 +89,7 @@ class Run:
         self.upstream = self.records.upstream
         self.rel = self.records.rel
         self.path = self.records.resolve
+        self._scores: dict[tuple[str, str], float] = {}
 
     # -- bookkeeping --------------------------------------------------------------------------------------------
     def stage(self, index: int, total: int, title: str):
@@ -108,6 +109,17 @@ class Run:
                 click.echo(f"      done in {seconds:.1f} s")
 
         return _Stage()
+
+    def evaluate(self, net: NetConfig, checkpoint: str, data) -> float:
+        """``fb_search.evaluate`` of ``net`` with ``checkpoint``'s weights, once per (network, checkpoint) in this
+        process: free bits and the knapsack often reach one config on several targets, and evaluation is
+        deterministic."""
+        key = (net.sha256(), str(checkpoint))
+        if key not in self._scores:
+            import fb_search
+
+            self._scores[key] = fb_search.evaluate(net, checkpoint, data)
+        return self._scores[key]
 
     def table_path(self, target: str) -> Path:
         return self.out / "tables" / f"{self.cfg.target_slug(target)}.json"

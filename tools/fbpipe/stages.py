@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import click
-import numpy as np
 
-import fb_deploy
 import fb_profile
 import fb_search
 from fb_heuristic import deployable_latency, free_bits, homogeneous, knapsack, network_latency, select
-from fb_schema import LatencyTable, NetConfig, Precision, QuantizedNetwork, all_pairs, read_json, write_json
+from fb_schema import LatencyTable, NetConfig, Precision, all_pairs, read_json, write_json
 from fbpipe.run import Candidate, Run, homogeneous_candidate, with_accuracy
 
 KNAPSACK_BINS = 4096
@@ -83,10 +80,13 @@ def search(run: Run, data, float_ckpt: str) -> list[Candidate]:
     as the regularizer); those candidates belong to their target only.
     """
     out = []
+    source = knapsack_source(run.cfg)
     for variant in run.cfg.variants:
         for mu in run.cfg.mus:
             cid = f"bb-{variant}-mu{mu:g}"
-            net = _bb_run(run, data, float_ckpt, cid, variant, mu, run.out / "search", (), {})
+            # per-layer sensitivities: only the knapsack reads them, from one run (about 1 s each otherwise)
+            sens = {"sensitivity": True} if (variant, mu) == source else {"sensitivity": False}
+            net = _bb_run(run, data, float_ckpt, cid, variant, mu, run.out / "search", (), sens, **sens)
             path = run.out / "configs" / f"{cid}.json"
             out.append(
                 Candidate(cid, path, net.provenance["checkpoint"], "bb", f"search/{cid}", variant=variant, mu=mu)
@@ -99,8 +99,8 @@ def search(run: Run, data, float_ckpt: str) -> list[Candidate]:
             for mu in run.cfg.latency_mus:
                 cid = f"lat-{slug}-{variant}-mu{mu:g}"
                 net = _bb_run(run, data, float_ckpt, cid, variant, mu, run.out / "search" / f"lat-{slug}",
-                              (f"table/{slug}",), {"objective": "latency"}, objective="latency",
-                              table=table)  # fmt: skip
+                              (f"table/{slug}",), {"objective": "latency", "sensitivity": False},
+                              objective="latency", table=table, sensitivity=False)  # fmt: skip
                 path = run.out / "configs" / f"{cid}.json"
                 out.append(Candidate(cid, path, net.provenance["checkpoint"], "latency-bb", f"search/{cid}", target,
                                      variant=variant, mu=mu))  # fmt: skip
@@ -153,7 +153,7 @@ def homogeneous_candidates(run: Run, data, float_ckpt: str) -> list[Candidate]:
 
         def compute(bits=bits, path=path):
             net = homogeneous(base, bits) if bits != 8 else base
-            net = with_accuracy(net, fb_search.evaluate(net, float_ckpt, data), "bb-eval")
+            net = with_accuracy(net, run.evaluate(net, float_ckpt, data), "bb-eval")
             net.save(path)
             return net, [path]
 
@@ -184,7 +184,7 @@ def apply_free_bits(run: Run, data, parents: list[Candidate]) -> list[Candidate]
                 if net.precisions() == before.precisions():
                     acc = before.metrics["val_accuracy"]  # unchanged: same network, same score
                 else:
-                    acc = fb_search.evaluate(net, parent.checkpoint, data)
+                    acc = run.evaluate(net, parent.checkpoint, data)
                 net = with_accuracy(net, acc, "bb-eval")
                 net.save(path)
                 return net, [path]
@@ -208,12 +208,21 @@ def apply_free_bits(run: Run, data, parents: list[Candidate]) -> list[Candidate]
     return children
 
 
+def knapsack_source(cfg) -> tuple[str, float] | None:
+    """(variant, μ) of the search whose per-layer sensitivities the knapsack uses: the first unregularized one
+    (μ = 0, so 8-bit), which serves every target; None without knapsack budgets or a μ = 0 search."""
+    if not cfg.knapsack_budgets:
+        return None
+    return next(((v, mu) for v in cfg.variants for mu in cfg.mus if mu == 0), None)
+
+
 def knapsack_candidates(run: Run, data, bb: list[Candidate]) -> list[Candidate]:
     """The latency-budget optimizer per target, from the per-layer sensitivities of the unregularized (μ = 0, so
-    8-bit) search, which serves every target."""
+    8-bit) search (:func:`knapsack_source`)."""
     if not run.cfg.knapsack_budgets:
         return []
-    source = next((c for c in bb if c.method == "bb" and c.mu == 0), None)
+    where = knapsack_source(run.cfg)
+    source = next((c for c in bb if c.method == "bb" and (c.variant, c.mu) == where), None)
     if source is None:
         click.echo("      no search with μ = 0 (mus) to take sensitivities from; skipping the knapsack optimizer")
         return []
@@ -239,7 +248,7 @@ def knapsack_candidates(run: Run, data, bb: list[Candidate]) -> list[Candidate]:
                     click.echo(f"      {cid}: {exc}")
                     path.unlink(missing_ok=True)
                     return None, []  # recorded as infeasible: no output
-                net = with_accuracy(net, fb_search.evaluate(net, source.checkpoint, data), "bb-eval")
+                net = with_accuracy(net, run.evaluate(net, source.checkpoint, data), "bb-eval")
                 net.save(path)
                 return net, [path]
 
@@ -292,91 +301,6 @@ def _pick(nets: dict[str, NetConfig], base: Candidate, pool: list[Candidate], ta
     """The id of the candidate ``select`` picks among ``pool`` and ``base`` (it returns one of the configs given)."""
     config = select([nets[c.id] for c in pool], table, nets[base.id], **criterion).config
     return next(c.id for c in (base, *pool) if nets[c.id] is config)
-
-
-def finetune(run: Run, data, todo: list[Candidate]) -> dict[str, dict]:
-    """TQT fine-tuning of each selected and baseline config; writes the QuantizedNetwork artifact.
-
-    The returned (and recorded) paths are relative to the run directory; open them with ``run.path``.
-    """
-    results = {}
-    for cand in todo:
-        out_dir = run.out / "finetune" / cand.id
-        marker = out_dir / "result.json"
-
-        def compute(cand=cand, out_dir=out_dir, marker=marker):
-            net = cand.load(run.cfg.allowed_bits)
-            acc, artifact = fb_search.finetune(net, cand.checkpoint, data, steps=run.cfg.finetune_steps,
-                                               seed=run.cfg.seed, out_dir=out_dir, ref_images=run.cfg.reference_images,
-                                               recipe=run.cfg.recipe)  # fmt: skip
-            folder = Path(artifact).parent
-            info = {"tqt_accuracy": float(acc), "artifact": run.rel(artifact),
-                    "checkpoint": run.rel(folder / "checkpoint"),
-                    "config": run.rel(folder / "config.json")}  # fmt: skip
-            write_json(marker, info)
-            click.echo(f"      {cand.id:<40} TQT acc {acc:.2%}")
-            return info, [marker, folder]
-
-        def load(cand=cand, marker=marker):
-            info = read_json(marker)
-            click.echo(f"      reusing {cand.id} ({info['tqt_accuracy']:.2%})")
-            return info
-
-        inputs = {"upstream": run.upstream(cand.key), "finetune_steps": run.cfg.finetune_steps, "seed": run.cfg.seed,
-                  "recipe": run.cfg.recipe, "reference_images": run.cfg.reference_images}  # fmt: skip
-        results[cand.id] = run.cached(f"finetune/{cand.id}", inputs, compute, load)
-    return results
-
-
-def deploy(run: Run, data, finetuned: dict[str, dict]) -> dict[str, dict]:
-    """Integerize, export for DORY, check, verify bit-exactness, and score the integer model on validation."""
-    results = {}
-    for cid, info in finetuned.items():
-        out_dir = run.out / "deploy" / cid
-
-        def compute(cid=cid, info=info, out_dir=out_dir):
-            shutil.rmtree(out_dir, ignore_errors=True)  # no file of an earlier export may survive into this one
-            result = _deploy_one(run, data, info, out_dir)
-            write_json(out_dir / "result.json", result)
-            click.echo(
-                f"      {cid:<40} check {'ok' if not result['check_errors'] else 'FAILED'}  verify "
-                f"{'bit-exact' if result['verified'] else 'MISMATCH'}  integer acc {result['integer_accuracy']:.2%}"
-            )
-            return result, [out_dir]
-
-        inputs = {"upstream": run.upstream(f"finetune/{cid}")}
-        results[cid] = run.cached(f"deploy/{cid}", inputs, compute, lambda d=out_dir: read_json(d / "result.json"))
-    return results
-
-
-def _deploy_one(run: Run, data, info: dict, out_dir: Path) -> dict:
-    qn = QuantizedNetwork.load(run.path(info["artifact"]))
-    int_net = fb_deploy.integerize(qn)  # 32-bit requantization where provably precise, else 64-bit
-    fb_deploy.export_dory(int_net, out_dir)
-    errors = fb_deploy.errors(fb_deploy.check_model(out_dir / "model.onnx"))
-    report = fb_deploy.verify(out_dir)
-    tuned = NetConfig.load(run.path(info["config"]), run.cfg.allowed_bits)
-    acc, agree = integer_accuracy(int_net, tuned, str(run.path(info["checkpoint"])), data)
-    return {
-        "check_errors": [str(e) for e in errors],
-        "verified": bool(report.ok),
-        "integer_accuracy": acc,
-        "argmax_disagreements": agree,
-        "dir": run.rel(out_dir),
-    }
-
-
-def integer_accuracy(int_net, config: NetConfig, checkpoint: str, data) -> tuple[float, int]:
-    """Integer-model accuracy on the validation set, and how often its argmax differs from the fake-quant model."""
-    images, labels = data.val_x, data.val_y
-    pred = fb_deploy.integer_logits(int_net, images).argmax(-1)
-    fake_quant = fake_quant_logits(config, checkpoint, images).argmax(-1)
-    return float((pred == labels).mean()), int((pred != fake_quant).sum())
-
-
-def fake_quant_logits(config: NetConfig, checkpoint: str, images) -> np.ndarray:
-    """Logits of the fine-tuned fake-quant (TQT) model: the network the integer model must reproduce."""
-    return np.asarray(fb_search.predict(fb_search.load_model(config, checkpoint, "tqt"), images))
 
 
 def deployable_ids(run: Run, candidates: list[Candidate], ids: list[str]) -> list[str]:
