@@ -207,7 +207,8 @@ class QNet(nnx.Module):
       dw_impl: depthwise implementation, ``auto`` (``taps`` on CPU, ``grouped`` on GPU/TPU), ``taps`` or
         ``grouped``.
       compute_dtype: ``float32`` or ``bfloat16`` conv operands (float32 accumulation, BatchNorm and parameters).
-      fused_kernels: train with :mod:`fb_search._ops`'s kernels (see :class:`fb_search.layers.QConv`'s ``fast``):
+      fused_kernels: train with :mod:`fb_search._ops`'s kernels (see :class:`fb_search.layers.QConv`'s ``fast``)
+        and the Bayesian Bits quantizers' hand-written backward (:class:`fb_search.quant.BBQuant`'s ``fused``):
         the MobileNet recipes turn them on; off, training reproduces the plain XLA kernels bit for bit.
       rules: which quantizer each weight and activation gets (:class:`fb_search.quant.QuantRules`); default
         ``QuantRules.default(mode, bb)``, the mode's own choice. The network input is always the 8-bit grid.
@@ -242,6 +243,9 @@ class QNet(nnx.Module):
         layers = {layer.name: _block(layer, rules, cfg, conv, rngs) for layer in topology.layers}
         self.tensor_q = _attach_activation_quantizers(topology, mode, rules, cfg, layers)
         self.layers = nnx.Dict(layers)
+        for _, q in nnx.iter_graph(self.layers):  # the Bayesian Bits quantizers train with their fused form too
+            if isinstance(q, BBQuant):
+                q.fused = fused_kernels
 
     # -- forward ----------------------------------------------------------------------------------------------
     def quantizer_of(self, tensor: str) -> Quantizer | None:

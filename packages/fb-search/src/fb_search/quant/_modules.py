@@ -14,6 +14,7 @@ from flax import nnx
 
 from fb_schema import max_abs
 from fb_search.quant import _bayesian_bits as bb
+from fb_search.quant._bb_fused import bb_quantize_fused
 from fb_search.quant._grids import fq_ste, grid, grid_levels, level_grid, step, weight_threshold
 from fb_search.quant._tqt import tqt_quant, tqt_quant_levels
 
@@ -127,6 +128,9 @@ class BBQuant(Quantizer):
       temperature: hard-concrete temperature (QuantLab 0.5).
       per_sample: one gate sample per batch element (QuantLab's activations).
       quantlab_mask: QuantLab's lowest-precision gradient mask (see :func:`bb_quantize`).
+
+    ``fused`` (attribute, default False; ``QNet(fused_kernels=True)`` sets it) trains with
+    :func:`fb_search.quant._bb_fused.bb_quantize_fused`: the same values and gradients, a hand-written backward.
     """
 
     def __init__(
@@ -146,6 +150,7 @@ class BBQuant(Quantizer):
         self.per_sample = per_sample
         self.quantlab_mask = quantlab_mask
         self.deterministic = False
+        self.fused = False
 
     @property
     def bits(self) -> int:  # type: ignore[override]
@@ -154,7 +159,8 @@ class BBQuant(Quantizer):
     def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
         if self.deterministic or key is None:
             key = None
-        return bb.bb_quantize(
+        quantize = bb_quantize_fused if self.fused else bb.bb_quantize
+        return quantize(
             x,
             self.threshold(x),
             self.signed,

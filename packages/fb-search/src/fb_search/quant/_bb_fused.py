@@ -1,0 +1,110 @@
+"""Bayesian Bits' training quantizer with a hand-written backward pass (the fused kernels' form).
+
+Differentiated by JAX, :func:`fb_search.quant.bb_quantize` leaves XLA the three fake-quant grids of every tensor
+as intermediate values of the backward pass; XLA:CPU recomputes them inside each backward fusion that reads one
+(the previous layer's BatchNorm and conv gradients), several times per element. Here the forward pass computes
+the output in one elementwise pass and keeps only the input; the backward pass recomputes the grids from it once,
+for the input gradient (the straight-through mask) and the gates' gradients (per-sample sums of the upstream
+gradient times each upgrade residual ``Q_k - Q_{k-1}``). The output is materialized once (see
+:func:`_materialized`). Values are those of ``bb_quantize``; the gradients too, up to float rounding (the gate sums
+are taken in another order, and the backward pass multiplies by the reciprocal step).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from fb_search.quant._bayesian_bits import PRECS, bb_quantize, hc_sample
+from fb_search.quant._grids import fake_quant, grid
+
+
+def bb_quantize_fused(
+    x: jax.Array,
+    t: jax.Array,
+    signed: bool,
+    phi: jax.Array,
+    temperature: float,
+    key: jax.Array | None,
+    precs: Sequence[int] = PRECS,
+    per_sample: bool = False,
+    quantlab_mask: bool = False,
+) -> jax.Array:
+    """:func:`fb_search.quant.bb_quantize` (same arguments and result) with the training quantizer's custom VJP.
+
+    The test-time quantizer (``key`` None) is ``bb_quantize``'s own.
+    """
+    if key is None:
+        return bb_quantize(x, t, signed, phi, temperature, None, precs, per_sample, quantlab_mask)
+    batch_shape = (x.shape[0],) if per_sample else ()
+    z = jnp.cumprod(hc_sample(key, phi, temperature, batch_shape), axis=0)
+    return _residual_quant(x, jax.lax.stop_gradient(t), z, signed, tuple(precs), per_sample, quantlab_mask)
+
+
+def _grids_and_values(x, t, signed: bool, precs: tuple[int, ...]):
+    grids = [grid(t, b, signed) for b in precs]
+    return grids, [fake_quant(x, *g) for g in grids]
+
+
+def _gate(zk: jax.Array, x: jax.Array, per_sample: bool) -> jax.Array:
+    return zk.reshape((-1,) + (1,) * (x.ndim - 1)) if per_sample else zk
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
+def _residual_quant(x, t, z, signed: bool, precs: tuple[int, ...], per_sample: bool, quantlab_mask: bool):
+    """``Q_0(x) + sum_k z_k * (Q_k(x) - Q_{k-1}(x))`` with ``z`` the cumulative gates, shape ``(K-1,)`` or
+    ``(K-1, N)`` (``per_sample``)."""
+    return _materialized(x, t, z, signed, precs, per_sample)
+
+
+def _materialized(x, t, z, signed, precs, per_sample):
+    """The output as a buffer of its own, computed in one pass.
+
+    Fused into its consumers, XLA:CPU would recompute the three grids in each of them: nine times per element in
+    the taps of a depthwise conv, which read every input and weight nine times. It drops optimization barriers
+    before fusing, but not the boundary of a conditional. The grids need ``t > 0`` (otherwise the steps are zero
+    or negative); the other branch gives NaN.
+    """
+    return jax.lax.cond(
+        jnp.all(t > 0),
+        lambda x, t, z: _forward(x, t, z, signed, precs, per_sample),
+        lambda x, t, z: jnp.full(x.shape, jnp.nan, x.dtype),
+        x,
+        t,
+        z,
+    )
+
+
+def _forward(x, t, z, signed, precs, per_sample):
+    _, qs = _grids_and_values(x, t, signed, precs)
+    out = x + (qs[0] - x)  # bb_quantize's straight-through form, rounded alike
+    for k in range(1, len(precs)):
+        out = out + _gate(z[k - 1], x, per_sample) * (qs[k] - qs[k - 1])
+    return out
+
+
+def _fwd(x, t, z, signed, precs, per_sample, quantlab_mask):
+    return _materialized(x, t, z, signed, precs, per_sample), (x, t, z)
+
+
+def _fake_quant_by_reciprocal(x, lo, hi, eps):
+    return lo + eps * jnp.round((jnp.clip(x, lo, hi) - lo) * (1.0 / eps))
+
+
+def _bwd(signed, precs, per_sample, quantlab_mask, res, g):
+    x, t, z = res
+    grids = [grid(t, b, signed) for b in precs]
+    lo, hi = grids[0][0], grids[0 if quantlab_mask else -1][1]
+    gx = jnp.where((x >= lo) & (x < hi), g, jnp.zeros((), g.dtype))
+    # the residuals again, from x: the divisions were the slow part of this pass on XLA:CPU, and a product with the
+    # reciprocal step rounds to the forward's grid point except at exact ties
+    qs = [_fake_quant_by_reciprocal(x, *gr) for gr in grids]
+    axes = tuple(range(1, x.ndim)) if per_sample else None
+    gz = jnp.stack([jnp.sum(g * (qs[k] - qs[k - 1]), axis=axes) for k in range(1, len(precs))])
+    return gx, jnp.zeros_like(t), gz.astype(z.dtype)
+
+
+_residual_quant.defvjp(_fwd, _bwd)
