@@ -1,6 +1,8 @@
 """The Bayesian Bits training quantizer with its hand-written backward (``fused_kernels``) gives the values and
 gradients of the autodiff one (``bb_quantize``), alone and inside a network; the plain path stays the default."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,8 +14,9 @@ from fb_search import QNet
 from fb_search._train import cross_entropy
 from fb_search.quant import BBOptions, BBQuant
 from fb_search.quant._bayesian_bits import bb_quantize
-from fb_search.quant._bb_fused import bb_quantize_fused
 from fb_search.quant._grids import weight_threshold
+
+bb_quantize_fused = functools.partial(bb_quantize, fused=True)
 
 
 def _rel(a, b):

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fb_search.quant._bb_fused import residual_quant
 from fb_search.quant._grids import fake_quant, fq_ste, grid
 
 HC_LO, HC_HI = -0.1, 1.1  # stretch limits (gamma, zeta): QuantLab hc_stretch = 1.2
@@ -98,6 +99,7 @@ def bb_quantize(
     precs: Sequence[int] = PRECS,
     per_sample: bool = False,
     quantlab_mask: bool = False,
+    fused: bool = False,
 ) -> jax.Array:
     """The Bayesian Bits fake-quantizer of one tensor.
 
@@ -116,6 +118,9 @@ def bb_quantize(
       per_sample: one gate sample per batch element (QuantLab's activations) instead of one per call.
       quantlab_mask: pass the task gradient through the clip mask of the lowest precision, as QuantLab does
         (weights in ``[t/2, t]`` then get no gradient when signed). Default: the widest precision's mask.
+      fused: in training, the same value with a hand-written backward pass that recomputes the grids from ``x``
+        once (:func:`fb_search.quant._bb_fused.residual_quant`; the fused kernels' form, equal up to float
+        rounding); the default differentiates the expression above.
 
     Returns:
       the fake-quantized tensor, in real units.
@@ -129,10 +134,12 @@ def bb_quantize(
         inside = (x >= jax.lax.stop_gradient(grids[0][0])) & (x < jax.lax.stop_gradient(hi))
         xp = jnp.where(inside, x, jax.lax.stop_gradient(x))
         return xp + jax.lax.stop_gradient(value - xp)
-    mask = None if quantlab_mask else (grids[0][0], grids[-1][1])
-    out = fq_ste(x, *grids[0], mask=mask)
     batch_shape = (x.shape[0],) if per_sample else ()
     z = jnp.cumprod(hc_sample(key, phi, temperature, batch_shape), axis=0)
+    if fused:
+        return residual_quant(x, jax.lax.stop_gradient(t), z, signed, tuple(precs), per_sample, quantlab_mask)
+    mask = None if quantlab_mask else (grids[0][0], grids[-1][1])
+    out = fq_ste(x, *grids[0], mask=mask)
     prev = fake_quant(x, *grids[0])
     for k in range(1, len(precs)):
         cur = fake_quant(x, *grids[k])

@@ -2,7 +2,8 @@
 
 Differentiated by JAX, :func:`fb_search.quant.bb_quantize` leaves XLA the three fake-quant grids of every tensor
 as intermediate values of the backward pass; XLA:CPU recomputes them inside each backward fusion that reads one
-(the previous layer's BatchNorm and conv gradients), several times per element. Here the forward pass computes
+(the previous layer's BatchNorm and conv gradients), several times per element. With ``fused=True`` it
+combines the residuals with :func:`residual_quant` instead, whose forward pass computes
 the output in one elementwise pass and keeps only the input; the backward pass recomputes the grids from it once,
 for the input gradient (the straight-through mask) and the gates' gradients (per-sample sums of the upstream
 gradient times each upgrade residual ``Q_k - Q_{k-1}``). The output is materialized once (see
@@ -13,40 +14,11 @@ are taken in another order, and the backward pass multiplies by the reciprocal s
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 
-from fb_search.quant._bayesian_bits import PRECS, bb_quantize, hc_sample
 from fb_search.quant._grids import fake_quant, grid
-
-
-def bb_quantize_fused(
-    x: jax.Array,
-    t: jax.Array,
-    signed: bool,
-    phi: jax.Array,
-    temperature: float,
-    key: jax.Array | None,
-    precs: Sequence[int] = PRECS,
-    per_sample: bool = False,
-    quantlab_mask: bool = False,
-) -> jax.Array:
-    """:func:`fb_search.quant.bb_quantize` (same arguments and result) with the training quantizer's custom VJP.
-
-    The test-time quantizer (``key`` None) is ``bb_quantize``'s own.
-    """
-    if key is None:
-        return bb_quantize(x, t, signed, phi, temperature, None, precs, per_sample, quantlab_mask)
-    batch_shape = (x.shape[0],) if per_sample else ()
-    z = jnp.cumprod(hc_sample(key, phi, temperature, batch_shape), axis=0)
-    return _residual_quant(x, jax.lax.stop_gradient(t), z, signed, tuple(precs), per_sample, quantlab_mask)
-
-
-def _grids_and_values(x, t, signed: bool, precs: tuple[int, ...]):
-    grids = [grid(t, b, signed) for b in precs]
-    return grids, [fake_quant(x, *g) for g in grids]
 
 
 def _gate(zk: jax.Array, x: jax.Array, per_sample: bool) -> jax.Array:
@@ -54,9 +26,10 @@ def _gate(zk: jax.Array, x: jax.Array, per_sample: bool) -> jax.Array:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
-def _residual_quant(x, t, z, signed: bool, precs: tuple[int, ...], per_sample: bool, quantlab_mask: bool):
+def residual_quant(x, t, z, signed: bool, precs: tuple[int, ...], per_sample: bool, quantlab_mask: bool):
     """``Q_0(x) + sum_k z_k * (Q_k(x) - Q_{k-1}(x))`` with ``z`` the cumulative gates, shape ``(K-1,)`` or
-    ``(K-1, N)`` (``per_sample``)."""
+    ``(K-1, N)`` (``per_sample``): the training value of :func:`fb_search.quant.bb_quantize` (``fused=True``);
+    ``t`` gets no gradient."""
     return _materialized(x, t, z, signed, precs, per_sample)
 
 
@@ -79,7 +52,7 @@ def _materialized(x, t, z, signed, precs, per_sample):
 
 
 def _forward(x, t, z, signed, precs, per_sample):
-    _, qs = _grids_and_values(x, t, signed, precs)
+    qs = [fake_quant(x, *grid(t, b, signed)) for b in precs]
     out = x + (qs[0] - x)  # bb_quantize's straight-through form, rounded alike
     for k in range(1, len(precs)):
         out = out + _gate(z[k - 1], x, per_sample) * (qs[k] - qs[k - 1])
@@ -107,4 +80,4 @@ def _bwd(signed, precs, per_sample, quantlab_mask, res, g):
     return gx, jnp.zeros_like(t), gz.astype(z.dtype)
 
 
-_residual_quant.defvjp(_fwd, _bwd)
+residual_quant.defvjp(_fwd, _bwd)

@@ -14,7 +14,6 @@ from flax import nnx
 
 from fb_schema import max_abs
 from fb_search.quant import _bayesian_bits as bb
-from fb_search.quant._bb_fused import bb_quantize_fused
 from fb_search.quant._grids import fq_ste, grid, grid_levels, level_grid, step, weight_threshold
 from fb_search.quant._tqt import tqt_quant, tqt_quant_levels
 
@@ -130,7 +129,7 @@ class BBQuant(Quantizer):
       quantlab_mask: QuantLab's lowest-precision gradient mask (see :func:`bb_quantize`).
 
     ``fused`` (attribute, default False; ``QNet(fused_kernels=True)`` sets it) trains with
-    :func:`fb_search.quant._bb_fused.bb_quantize_fused`: the same values and gradients, a hand-written backward.
+    ``bb_quantize(..., fused=True)``: the same values and gradients, a hand-written backward.
     """
 
     def __init__(
@@ -159,8 +158,7 @@ class BBQuant(Quantizer):
     def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
         if self.deterministic or key is None:
             key = None
-        quantize = bb_quantize_fused if self.fused else bb.bb_quantize
-        return quantize(
+        return bb.bb_quantize(
             x,
             self.threshold(x),
             self.signed,
@@ -169,6 +167,7 @@ class BBQuant(Quantizer):
             key,
             per_sample=self.per_sample and not self.is_weight,
             quantlab_mask=self.quantlab_mask,
+            fused=self.fused,
         )
 
     def expected_bits(self) -> jax.Array:
