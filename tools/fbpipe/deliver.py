@@ -28,16 +28,16 @@ def finetune(run: Run, data, todo: list[Candidate]) -> dict[str, dict]:
     for cand in todo:
         out_dir = run.out / "finetune" / cand.id
         marker = out_dir / "result.json"
-        identity = (cand.load(run.cfg.allowed_bits).sha256(), str(cand.checkpoint))
+        net = cand.load(run.cfg.allowed_bits)
+        identity = (net.sha256(), str(cand.checkpoint))
         first = tuned.get(identity)
 
-        def compute(cand=cand, out_dir=out_dir, marker=marker, first=first):
+        def compute(cand=cand, net=net, out_dir=out_dir, marker=marker, first=first):
             if first is not None:
                 info = {**results[first], "same_as": first}
                 write_json(marker, info)
                 click.echo(f"      {cand.id:<40} TQT acc {info['tqt_accuracy']:.2%} (the network of {first})")
                 return info, [marker, run.path(info["artifact"]).parent]
-            net = cand.load(run.cfg.allowed_bits)
             acc, artifact = fb_search.finetune(net, cand.checkpoint, data, steps=run.cfg.finetune_steps,
                                                seed=run.cfg.seed, out_dir=out_dir, ref_images=run.cfg.reference_images,
                                                recipe=run.cfg.recipe)  # fmt: skip
