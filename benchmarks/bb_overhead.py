@@ -3,8 +3,9 @@
 Our steps are the jitted step ``fb_search.train`` runs (``fb_search._train._train_step_at``) with the MobileNetV1
 ImageNet recipe's optimizers (SGD with momentum; BB: + Adam on the gates) and a 1000-class head; PyTorch's is
 ``benchmarks/torch_reference.py`` (float32 NCHW eager, SGD with momentum, 2 threads), timed only when torch is
-installed. Random inputs, the steps interleaved in one process, medians of the repeats (the machine is shared:
-only ratios measured in one run mean anything).
+installed, in a child process of its own. Random inputs; the steppers take turns in blocks of steps (the first
+step of each block untimed), medians over the rounds (the machine is shared: only ratios measured in one run mean
+anything).
 
     .venv/bin/python benchmarks/bb_overhead.py --model mobilenetv1-0.25@128 --batch 32 [--repeats 10]
 
@@ -14,6 +15,8 @@ PyTorch's float step.
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
 import sys
 import time
@@ -81,42 +84,102 @@ def timer(step, state: list, x, y, mu):
     return run
 
 
-def interleave(steppers: dict, repeats: int) -> tuple[dict[str, float], dict[str, float]]:
-    """Median wall seconds and median process CPU seconds of each stepper, run round-robin ``repeats`` times.
+def jax_block(run):
+    """``block(start, n)``: ``n`` steps of ``run`` numbered from ``start``; ``[(wall s, process CPU s), ...]``."""
 
-    CPU time (all threads of this process) is the steadier number on an oversubscribed machine, where wall time
-    mostly measures the scheduler; on an idle machine with 2 threads it is about twice the wall time.
-    """
-    wall = {k: [] for k in steppers}
-    cpu = {k: [] for k in steppers}
-    for i in range(repeats):
-        for k, fn in steppers.items():
+    def block(start: int, n: int) -> list[tuple[float, float]]:
+        out = []
+        for i in range(start, start + n):
             c = time.process_time()
-            wall[k].append(fn(i + 1))
-            cpu[k].append(time.process_time() - c)
+            w = run(i)
+            out.append((w, time.process_time() - c))
+        return out
+
+    return block
+
+
+def _torch_worker(conn, width: float, resolution: int, batch: int) -> None:
+    """The child process's loop: build PyTorch's step, then run blocks of steps on request until sent None."""
+    step = torch_reference.make_step(width, resolution, batch)
+    conn.send("ready")
+    while (n := conn.recv()) is not None:
+        out = []
+        for _ in range(n):
+            c = time.process_time()
+            w = step()
+            out.append((w, time.process_time() - c))
+        conn.send(out)
+
+
+@contextlib.contextmanager
+def torch_block(width: float, resolution: int, batch: int):
+    """PyTorch's float step in a child process of its own, as a ``block(start, n)`` like :func:`jax_block`.
+
+    Its own process, because two runtimes' thread pools in one process take the cores from each other: XLA's
+    and OpenMP's workers keep spinning after a step, so PyTorch's step measured beside ours in one process came out
+    1.4-1.9x its time alone. The child's CPU time is its own.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_torch_worker, args=(child, width, resolution, batch), daemon=True)
+    proc.start()
+    try:
+        if not parent.poll(600) or parent.recv() != "ready":
+            raise click.ClickException("the PyTorch reference process did not start (see its error above)")
+
+        def block(start: int, n: int) -> list[tuple[float, float]]:
+            parent.send(n)
+            return parent.recv()
+
+        yield block
+    finally:
+        if proc.is_alive():
+            parent.send(None)
+        proc.join(30)
+
+
+def interleave(blocks: dict, repeats: int, block: int = 3) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall seconds and median CPU seconds per step of each stepper, over ``repeats`` rounds.
+
+    Each round runs every stepper for ``block + 1`` consecutive steps and drops the first: it pays for the caches
+    and thread pools the previous stepper left cold. CPU time is the stepper's process's (all its threads); on an
+    idle machine with 2 threads it is up to twice the wall time.
+    """
+    wall = {k: [] for k in blocks}
+    cpu = {k: [] for k in blocks}
+    for r in range(repeats):
+        for k, run in blocks.items():
+            for w, c in run(1 + r * (block + 1), block + 1)[1:]:
+                wall[k].append(w)
+                cpu[k].append(c)
     return {k: float(np.median(v)) for k, v in wall.items()}, {k: float(np.median(v)) for k, v in cpu.items()}
 
 
 @click.command()
 @click.option("--model", "models", multiple=True, type=click.Choice(list(MODELS)), default=["mobilenetv1-0.25@128"])
 @click.option("--batch", default=32, show_default=True)
-@click.option("--repeats", default=10, show_default=True)
+@click.option("--repeats", default=10, show_default=True, help="Rounds; each times --block steps of every stepper.")
+@click.option("--block", default=3, show_default=True, help="Steps timed per stepper and round (after one untimed).")
 @click.option("--no-torch", is_flag=True, help="Leave out PyTorch's float step even if torch is installed.")
-def main(models: tuple[str, ...], batch: int, repeats: int, no_torch: bool) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", str(torch_reference.THREADS))
+def main(models: tuple[str, ...], batch: int, repeats: int, block: int, no_torch: bool) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", str(torch_reference.THREADS))  # inherited by the PyTorch process
     with_torch = torch_reference.available() and not no_torch
     for name in models:
         fn, params = MODELS[name]
         topology = fn(**params, num_classes=1000 if name != "digitsnet" else 10)
-        steppers = {"float": jax_stepper(topology, "float", batch), "bb": jax_stepper(topology, "bb", batch)}
-        if with_torch and name != "digitsnet":
-            steppers["torch float"] = torch_reference.make_step(params["width"], params["resolution"], batch)
-        load = os.getloadavg()[0]
-        med, cpu = interleave(steppers, repeats)
+        with contextlib.ExitStack() as stack:
+            blocks = {"float": jax_block(jax_stepper(topology, "float", batch)),
+                      "bb": jax_block(jax_stepper(topology, "bb", batch))}  # fmt: skip
+            if with_torch and name != "digitsnet":
+                blocks["torch float"] = stack.enter_context(torch_block(params["width"], params["resolution"], batch))
+            load = os.getloadavg()[0]
+            med, cpu = interleave(blocks, repeats, block)
         ref, ref_cpu = med.get("torch float"), cpu.get("torch float")
+        policy = os.environ.get("OMP_WAIT_POLICY", "unset")
         click.echo(
-            f"{name} batch {batch}, median of {repeats} interleaved steps (wall; process CPU time), "
-            f"load average {load:.1f} before, {os.getloadavg()[0]:.1f} after, {os.cpu_count()} CPUs:"
+            f"{name} batch {batch}, median of {repeats}x{block} steps in blocks interleaved (wall; CPU time of the "
+            f"stepper's process), load average {load:.1f} before, {os.getloadavg()[0]:.1f} after, "
+            f"{os.cpu_count()} CPUs" + (f", PyTorch in its own process (OMP_WAIT_POLICY {policy})" if ref else "") + ":"
         )
         for k, t in med.items():
             vs = f"  {t / ref:5.2f}x PyTorch float" if ref else ""
