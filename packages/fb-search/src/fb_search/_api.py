@@ -21,6 +21,7 @@ from fb_schema.topologies import Topology, get_topology, resolve_topology, topol
 from fb_search._checkpoint import load_checkpoint, load_into, save_checkpoint
 from fb_search._data import Dataset
 from fb_search._export import export_quantized_network
+from fb_search._float64 import check_dtype, data_in, model_in
 from fb_search._latency_objective import latency_terms
 from fb_search._model import VARIANTS, BBOptions, QNet, check_config, to_netconfig
 from fb_search._npz_data import check_data
@@ -241,12 +242,16 @@ def search_runs(
     recipe: str = "digits",
     stacked: str = "auto",
     sensitivity: bool = True,
+    dtype: str = "float32",
 ) -> list[NetConfig]:
     """Several :func:`search` runs (one NetConfig each, in order). Runs of one variant and objective share one
     compiled train step (mu and the latency table are traced inputs); with ``stacked="vmap"`` (``auto``: on a
-    GPU/TPU, and never with step checkpoints) they also train together, one step for all of them at a time."""
+    GPU/TPU, and never with step checkpoints) they also train together, one step for all of them at a time.
+    ``dtype="float64"`` (JAX's 64-bit mode on) searches in float64: a reference run, see ``fb_search._float64``."""
+    check_dtype(dtype)
     topology = _topology(topology, data)
     _check_data(topology, data)
+    data = data_in(data, dtype)
     r = get_recipe(recipe)
     steps = r.SEARCH_STEPS if steps is None else steps
     where = {"seed": seed, "float_ckpt": float_ckpt, "steps": steps, "recipe": recipe}
@@ -257,7 +262,7 @@ def search_runs(
     out: list = [None] * len(runs)
     for members in groups.values():
         group = [runs[i] for i in members]
-        models = [_search_model(topology, r, run, seed, float_ckpt) for run in group]
+        models = [model_in(_search_model(topology, r, run, seed, float_ckpt), dtype) for run in group]
         logs = [(run.mu, run.name(seed), Path(run.out_dir) / "checkpoints" / "metrics.jsonl") for run in group]
         t0 = time.time()
         if how == "off":
@@ -286,11 +291,12 @@ def sweep(
     objective: str = "bops",
     table: LatencyTable | None = None,
     stacked: str = "auto",
+    dtype: str = "float32",
 ) -> list[NetConfig]:
-    """A mu sweep (one NetConfig per mu, one compilation; ``stacked``: see :func:`search_runs`)."""
+    """A mu sweep (one NetConfig per mu, one compilation; ``stacked`` and ``dtype``: see :func:`search_runs`)."""
     mus = get_recipe(recipe).MU_GRID if mus is None else mus
     runs = [SearchRun(variant, mu, out_dir, objective, table) for mu in mus]
-    return search_runs(topology, data, float_ckpt, runs, steps, seed, recipe, stacked)
+    return search_runs(topology, data, float_ckpt, runs, steps, seed, recipe, stacked, dtype=dtype)
 
 
 def _float_model(topology: Topology, checkpoint: str | os.PathLike) -> QNet:
