@@ -123,8 +123,13 @@ def torch_block(width: float, resolution: int, batch: int):
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_torch_worker, args=(child, width, resolution, batch), daemon=True)
     proc.start()
+    child.close()  # the child's end lives in the child only: its exit is then an EOF here
     try:
-        if not parent.poll(600) or parent.recv() != "ready":
+        try:
+            ready = parent.poll(600) and parent.recv() == "ready"
+        except EOFError:  # the child died before it was ready
+            ready = False
+        if not ready:
             raise click.ClickException("the PyTorch reference process did not start (see its error above)")
 
         def block(start: int, n: int) -> list[tuple[float, float]]:
@@ -133,7 +138,7 @@ def torch_block(width: float, resolution: int, batch: int):
 
         yield block
     finally:
-        if proc.is_alive():
+        with contextlib.suppress(OSError):  # the child may have gone already
             parent.send(None)
         proc.join(30)
 

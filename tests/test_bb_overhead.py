@@ -4,6 +4,7 @@ PyTorch's step in a process of its own."""
 import importlib
 import sys
 
+import click
 import pytest
 from conftest import ROOT
 
@@ -49,3 +50,12 @@ def test_the_pytorch_step_runs_in_a_child_process():
     with bench.torch_block(0.25, 32, 2) as block:
         out = block(1, 2)
     assert len(out) == 2 and all(w > 0 and c >= 0 for w, c in out)
+
+
+@pytest.mark.slow
+def test_a_pytorch_process_that_fails_to_start_is_a_one_line_error():
+    pytest.importorskip("torch")
+    bench = _bench()
+    refused = pytest.raises(click.ClickException, match="the PyTorch reference process did not start")
+    with refused, bench.torch_block(-1.0, 32, 2):  # a negative width: torch.nn refuses the layers
+        pass
