@@ -84,8 +84,9 @@ def timer(step, state: list, x, y, mu):
     return run
 
 
-def jax_block(run):
-    """``block(start, n)``: ``n`` steps of ``run`` numbered from ``start``; ``[(wall s, process CPU s), ...]``."""
+def timed_block(run):
+    """``block(start, n)``: steps ``start .. start + n - 1`` of ``run`` (``run(i)`` returns its wall seconds);
+    ``[(wall s, process CPU s), ...]``. Our steppers and, in its own process, PyTorch's."""
 
     def block(start: int, n: int) -> list[tuple[float, float]]:
         out = []
@@ -100,24 +101,19 @@ def jax_block(run):
 
 def _torch_worker(conn, width: float, resolution: int, batch: int) -> None:
     """The child process's loop: build PyTorch's step, then run blocks of steps on request until sent None."""
-    step = torch_reference.make_step(width, resolution, batch)
+    block = timed_block(torch_reference.make_step(width, resolution, batch))
     conn.send("ready")
     while (n := conn.recv()) is not None:
-        out = []
-        for _ in range(n):
-            c = time.process_time()
-            w = step()
-            out.append((w, time.process_time() - c))
-        conn.send(out)
+        conn.send(block(0, n))
 
 
 @contextlib.contextmanager
 def torch_block(width: float, resolution: int, batch: int):
-    """PyTorch's float step in a child process of its own, as a ``block(start, n)`` like :func:`jax_block`.
+    """PyTorch's float step in a child process of its own, as a ``block(start, n)`` like :func:`timed_block`.
 
     Its own process, because two runtimes' thread pools in one process take the cores from each other: XLA's
-    and OpenMP's workers keep spinning after a step, so PyTorch's step measured beside ours in one process came out
-    1.4-1.9x its time alone. The child's CPU time is its own.
+    and OpenMP's workers keep spinning after a step, so PyTorch's 0.25@128 step measured beside ours in one process
+    took 129.6 ms against 96.6 ms alone (``benchmarks/README.md``). The child's CPU time is its own.
     """
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
@@ -173,8 +169,8 @@ def main(models: tuple[str, ...], batch: int, repeats: int, block: int, no_torch
         fn, params = MODELS[name]
         topology = fn(**params, num_classes=1000 if name != "digitsnet" else 10)
         with contextlib.ExitStack() as stack:
-            blocks = {"float": jax_block(jax_stepper(topology, "float", batch)),
-                      "bb": jax_block(jax_stepper(topology, "bb", batch))}  # fmt: skip
+            blocks = {"float": timed_block(jax_stepper(topology, "float", batch)),
+                      "bb": timed_block(jax_stepper(topology, "bb", batch))}  # fmt: skip
             if with_torch and name != "digitsnet":
                 blocks["torch float"] = stack.enter_context(torch_block(params["width"], params["resolution"], batch))
             load = os.getloadavg()[0]

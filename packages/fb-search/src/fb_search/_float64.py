@@ -4,7 +4,7 @@ Two programs that compute the same function round the last float32 bits differen
 run inside a stacked sweep: other fusions, batched kernels), and 300 steps of stochastic gates amplify that: a
 gate that ends near its threshold can end on either side. In float64 the differences stay far below any
 threshold margin, so both programs find the same configuration (digitsnet, 5 mu, 300 steps: every layer equal),
-which is how ``tests/fb_search/test_sweep.py`` checks the stacked sweep against the sequential one.
+which is how ``tests/fb_search/test_sweep_float64.py`` checks the stacked sweep against the sequential one.
 """
 
 from __future__ import annotations
