@@ -159,8 +159,20 @@ def interleave(blocks: dict, repeats: int, block: int = 3) -> tuple[dict[str, fl
 @click.command()
 @click.option("--model", "models", multiple=True, type=click.Choice(list(MODELS)), default=["mobilenetv1-0.25@128"])
 @click.option("--batch", default=32, show_default=True)
-@click.option("--repeats", default=10, show_default=True, help="Rounds; each times --block steps of every stepper.")
-@click.option("--block", default=3, show_default=True, help="Steps timed per stepper and round (after one untimed).")
+@click.option(
+    "--repeats",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Rounds; each times --block steps of every stepper.",
+)
+@click.option(
+    "--block",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Steps timed per stepper and round (after one untimed).",
+)
 @click.option("--no-torch", is_flag=True, help="Leave out PyTorch's float step even if torch is installed.")
 def main(models: tuple[str, ...], batch: int, repeats: int, block: int, no_torch: bool) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(torch_reference.THREADS))  # inherited by the PyTorch process

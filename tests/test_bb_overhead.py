@@ -59,3 +59,11 @@ def test_a_pytorch_process_that_fails_to_start_is_a_one_line_error():
     refused = pytest.raises(click.ClickException, match="the PyTorch reference process did not start")
     with refused, bench.torch_block(-1.0, 32, 2):  # a negative width: torch.nn refuses the layers
         pass
+
+
+@pytest.mark.parametrize("option", ["--repeats", "--block"])
+def test_a_round_or_block_of_no_steps_is_a_one_line_error(option):
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(_bench().main, [option, "0", "--no-torch"])
+    assert result.exit_code == 2 and f"Invalid value for '{option}': 0 is not in the range x>=1" in result.output
