@@ -9,7 +9,7 @@ from flax import nnx
 
 from fb_schema.topologies import digitsnet, mobilenetv1
 from fb_search import QNet, activation
-from fb_search._ops import _chunk, batch_norm_act, default_dw_impl, depthwise_taps, pointwise, resolve_dw_impl
+from fb_search._ops import _materialize, batch_norm_act, default_dw_impl, depthwise_taps, pointwise, resolve_dw_impl
 from fb_search._train import cross_entropy
 
 
@@ -35,8 +35,12 @@ def test_depthwise_taps_value_and_grads_equal_grouped_conv(stride, size, batch, 
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_weight_grad_chunks_divide_the_batch():
-    assert _chunk(32, 1 << 17) == 4 and _chunk(32, 1 << 20) == 1 and _chunk(6, 1 << 18) == 2 and _chunk(7, 1) == 7
+def test_materialize_is_the_identity_computed_into_a_buffer():
+    x = jax.random.normal(jax.random.key(0), (4, 5))
+    f = jax.jit(lambda x, s: _materialize(jnp.cos(x) * 2.0, s) + 1.0)
+    np.testing.assert_array_equal(f(x, 1.0), jnp.cos(x) * 2.0 + 1.0)
+    assert np.isnan(f(x, jnp.nan)).all()
+    assert "conditional(" in f.lower(x, 1.0).compile().as_text()  # not folded: the producer is a buffer of its own
 
 
 def test_pointwise_equals_conv():

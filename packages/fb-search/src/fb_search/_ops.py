@@ -2,13 +2,18 @@
 
 * :func:`depthwise_taps`: a depthwise conv as ``kh*kw`` shifted multiply-adds. Autodiff of that formulation keeps
   every shifted input patch for the weight gradient (nine copies of the input per layer, written and read
-  again); the custom VJP keeps only the input, computes the input gradient as one fused pass over the
-  (interior-padded) output gradient and the weight gradient as one reduction per tap.
+  again); the custom VJP keeps only the padded input, computes the input gradient as one fused pass over the
+  (interior-padded) output gradient and the weight gradient as one fused reduction with an output per tap.
 * :func:`pointwise`: a 1x1 conv as one ``dot_general`` on the ``(N*H*W, C)`` view, so that neither the forward
   nor the backward pass has layout transposes around the conv kernel.
 * :func:`batch_norm_act`: training-mode BatchNorm (batch statistics, ``var = E[x^2] - E[x]^2`` as Flax computes
   them) fused with ReLU6; the backward pass is two reductions and one elementwise pass that recomputes the
   normalized input instead of storing it.
+
+XLA recomputes an elementwise producer inside every fusion that reads it. Where a value is read many times (the
+output gradient by the nine taps of the input gradient and by the weight gradient) it is computed once into a
+buffer of its own: the operand of a conditional (:func:`_materialize`). ``optimization_barrier`` does not do
+this on XLA:CPU, which removes barriers before fusion.
 
 XLA:CPU's grouped conv (and its backward) is several times slower than the taps, while on GPU/TPU it is the
 fast form: :func:`resolve_dw_impl` picks by backend. ``compute_dtype="bfloat16"`` casts the conv operands only;
@@ -89,6 +94,15 @@ def _dw_fwd(x, w, stride, padding):
     return _taps_padded(xp, w, stride, _dw_out_hw(x, w, stride, padding)), (xp, w)
 
 
+def _materialize(a: jax.Array, like: jax.Array) -> jax.Array:
+    """``a``, computed once into a buffer (a conditional's operand) instead of inside each fusion that reads it.
+
+    The predicate is false only where ``like`` (a scalar the gradient already depends on) is NaN, and then the
+    result is NaN; XLA cannot fold it, and a conditional whose branches are both the identity it would remove.
+    """
+    return jax.lax.cond(like == like, lambda v: v, lambda v: jnp.full_like(v, jnp.nan), a)
+
+
 def _dw_bwd(stride, padding, res, g):
     xp, w = res
     t, l, b, r = padding
@@ -96,6 +110,8 @@ def _dw_bwd(stride, padding, res, g):
     h, wd, c = xp.shape[1] - t - b, xp.shape[2] - l - r, xp.shape[3]
     oh, ow = g.shape[1:3]
     taps = [(i, j) for i in range(kh) for j in range(kw)]
+    # g is usually BatchNorm's backward pass; the nine taps below and the weight gradient would each recompute it
+    g = _materialize(g, w[0, 0, 0, 0])
     gw = _dw_weight_grad(xp, g, (kh, kw), stride).reshape(kh, kw, 1, c).astype(w.dtype)
     # tap (i, j) sends g * w_ij to input rows s*o + i - t: the interior-padded (dilated) g shifted by (i - t, j - l)
     # and cropped to the input; all taps sum in one fused loop
@@ -111,31 +127,25 @@ def _dw_bwd(stride, padding, res, g):
 
 depthwise_taps.defvjp(_dw_fwd, _dw_bwd)
 
-CHUNK_BYTES = 1 << 19  # a batch chunk's padded input stays in L2 while its nine patches are cut and reduced
-
-
-def _chunk(n: int, image_bytes: int) -> int:
-    """The largest divisor of the batch ``n`` whose images fit in ``CHUNK_BYTES`` (at least 1)."""
-    return max(k for k in range(1, n + 1) if n % k == 0 and (k == 1 or k * image_bytes <= CHUNK_BYTES))
-
 
 def _dw_weight_grad(xp, g, kernel, stride) -> jax.Array:
-    """``(kh*kw, C)`` sums over the batch of tap patches times ``g``, one batch chunk at a time.
+    """``(kh*kw, C)`` sums over the batch of tap patches times ``g``: one variadic reduction, an output per tap.
 
-    Summed over the whole batch at once, XLA:CPU writes each of the nine shifted patches to memory before reducing
-    it (nine full copies of the input); per cache-sized chunk (a ``scan``) those copies never leave the cache.
+    XLA:CPU hands a reduction of one operand to YNNPACK, which reads its input from memory, so nine separate
+    sums would write the nine patch products first (a batch-chunked ``scan`` kept them in cache, at the cost of
+    a copy of the padded input for the loop). A reduction of nine operands is XLA's own loop, which computes the
+    products as it reads the patches.
     """
-    n, oh, ow = g.shape[:3]
-    k = _chunk(n, xp[0].size * xp.dtype.itemsize)
+    oh, ow = g.shape[1:3]
+    acc = _acc(xp)
+    prods = [_patch(xp, i, j, stride, oh, ow).astype(acc) * g.astype(acc)
+             for i in range(kernel[0]) for j in range(kernel[1])]  # fmt: skip
+    sums = jax.lax.reduce(prods, [jnp.zeros((), acc)] * len(prods), _add_all, (0, 1, 2))
+    return jnp.stack(sums)
 
-    def partial(acc, xg):
-        sums = [jnp.sum(jnp.sum(_patch(xg[0], i, j, stride, oh, ow).astype(acc.dtype) * xg[1], axis=(0, 1)), axis=0)
-                for i in range(kernel[0]) for j in range(kernel[1])]  # fmt: skip
-        return acc + jnp.stack(sums).astype(acc.dtype), None
 
-    init = jnp.zeros((kernel[0] * kernel[1], xp.shape[-1]), jnp.float32)
-    chunks = (xp.reshape(n // k, k, *xp.shape[1:]), g.reshape(n // k, k, *g.shape[1:]))
-    return jax.lax.scan(partial, init, chunks)[0]
+def _add_all(a: tuple, b: tuple) -> tuple:
+    return tuple(u + v for u, v in zip(a, b))
 
 
 def pointwise(x: jax.Array, w: jax.Array) -> jax.Array:
@@ -190,7 +200,8 @@ def _bn_bwd(eps, act, res, cts):
     axes = tuple(range(x.ndim - 1))
     m = x.size // x.shape[-1]
     gbias = jnp.sum(g, axes)
-    gscale = jnp.sum(g * (x - mean), axes) * inv  # = sum(g * xhat)
+    # = sum(g * xhat): sum(g * x) reads two buffers that exist anyway (sum(g * (x - mean)) wrote x - mean first)
+    gscale = (jnp.sum(g * x, axes) - mean * gbias) * inv
     # gx = scale * inv / m * (m * g - gbias - xhat * gscale), as few operations per element as it can
     k2 = -k1 * inv * gscale / m
     return g * k1 + (x - mean) * k2 - k1 * gbias / m, gscale, gbias
