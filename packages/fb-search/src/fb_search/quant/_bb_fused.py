@@ -6,9 +6,10 @@ as intermediate values of the backward pass; XLA:CPU recomputes them inside each
 combines the residuals with :func:`residual_quant` instead, whose forward pass computes
 the output in one elementwise pass and keeps only the input; the backward pass recomputes the grids from it once,
 for the input gradient (the straight-through mask) and the gates' gradients (per-sample sums of the upstream
-gradient times each upgrade residual ``Q_k - Q_{k-1}``). The output is materialized once (see
-:func:`_materialized`). Values are those of ``bb_quantize``; the gradients too, up to float rounding (the gate sums
-are taken in another order, and the backward pass multiplies by the reciprocal step).
+gradient times each upgrade residual ``Q_k - Q_{k-1}``, one reduction for all gates). The output and the upstream
+gradient are materialized once (see :func:`_materialized`). Values are those of ``bb_quantize``; the gradients
+too, up to float rounding (the gate sums are taken in another order, and the backward pass multiplies by the
+reciprocal step).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from fb_search._ops import _add_all
 from fb_search.quant._grids import fake_quant, grid
 
 
@@ -69,14 +71,20 @@ def _fake_quant_by_reciprocal(x, lo, hi, eps):
 
 def _bwd(signed, precs, per_sample, quantlab_mask, res, g):
     x, t, z = res
+    # read by the masked input gradient and the gate sums: computed once (e.g. a depthwise conv's nine taps of the
+    # input gradient; fused into both, XLA:CPU wrote each tap to memory), NaN where the grids are (t <= 0)
+    g = jax.lax.cond(jnp.all(t > 0), lambda v: v, lambda v: jnp.full_like(v, jnp.nan), g)
     grids = [grid(t, b, signed) for b in precs]
     lo, hi = grids[0][0], grids[0 if quantlab_mask else -1][1]
     gx = jnp.where((x >= lo) & (x < hi), g, jnp.zeros((), g.dtype))
     # the residuals again, from x: the divisions were the slow part of this pass on XLA:CPU, and a product with the
     # reciprocal step rounds to the forward's grid point except at exact ties
     qs = [_fake_quant_by_reciprocal(x, *gr) for gr in grids]
-    axes = tuple(range(1, x.ndim)) if per_sample else None
-    gz = jnp.stack([jnp.sum(g * (qs[k] - qs[k - 1]), axis=axes) for k in range(1, len(precs))])
+    # one reduction of all residual products: XLA's own loop, which recomputes the grids as it reads x and g (a
+    # sum per gate goes to YNNPACK, which reads the rounded and clipped x from buffers written for it)
+    prods = [g * (qs[k] - qs[k - 1]) for k in range(1, len(precs))]
+    dims = tuple(range(1, x.ndim)) if per_sample else tuple(range(x.ndim))
+    gz = jnp.stack(jax.lax.reduce(prods, [jnp.zeros((), g.dtype)] * len(prods), _add_all, dims))
     return gx, jnp.zeros_like(t), gz.astype(z.dtype)
 
 
