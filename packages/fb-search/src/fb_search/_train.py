@@ -354,7 +354,7 @@ def calibrate(model: nnx.Module, x: np.ndarray) -> None:
     for q in quants:
         q.calibrating = True
     try:
-        model(jnp.asarray(x), None)
+        _batch_stats(model, jnp.asarray(x))  # one compiled forward pass (eagerly, each quantile compiled its own)
     finally:
         for q in quants:
             q.calibrating = False
