@@ -44,14 +44,17 @@ MODELS = {
 }
 
 
-def jax_stepper(topology, mode: str, batch: int, dw_impl: str | None = None, dtype: str = "float32"):
-    """One step of ``fb_search.train``'s jitted step (float or BB search) on random data; returns its seconds."""
+def jax_stepper(topology, mode: str, batch: int, dw_impl: str | None = None, dtype: str = "float32",
+                fused: bool | None = None):  # fmt: skip
+    """One step of ``fb_search.train``'s jitted step (float or BB search) on random data; returns its seconds.
+    ``fused``: the fused kernels on or off (None: the recipe's, on)."""
     recipe = get_recipe("mnv1_imagenet")
     extra = {} if dtype == "float32" else {"compute_dtype": dtype}
     extra |= {} if dw_impl is None else {"dw_impl": dw_impl}
     base = recipe.SEARCH if mode == "bb" else recipe.FLOAT
     spec = base.__class__(**{**base.__dict__, "batch_size": batch})
-    model = QNet(topology, mode, bb=recipe.BB, fused_kernels=recipe.FUSED_KERNELS, rngs=nnx.Rngs(0), **extra)
+    fused = recipe.FUSED_KERNELS if fused is None else fused
+    model = QNet(topology, mode, bb=recipe.BB, fused_kernels=fused, rngs=nnx.Rngs(0), **extra)
     run = timer(*step_and_inputs(model, topology, spec, batch))
     run(0)  # compile
     return run
@@ -174,7 +177,8 @@ def interleave(blocks: dict, repeats: int, block: int = 3) -> tuple[dict[str, fl
     help="Steps timed per stepper and round (after one untimed).",
 )
 @click.option("--no-torch", is_flag=True, help="Leave out PyTorch's float step even if torch is installed.")
-def main(models: tuple[str, ...], batch: int, repeats: int, block: int, no_torch: bool) -> None:
+@click.option("--plain", is_flag=True, help="Also time both steps with the plain XLA kernels (fused_kernels=False).")
+def main(models: tuple[str, ...], batch: int, repeats: int, block: int, no_torch: bool, plain: bool) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(torch_reference.THREADS))  # inherited by the PyTorch process
     with_torch = torch_reference.available() and not no_torch
     for name in models:
@@ -183,6 +187,9 @@ def main(models: tuple[str, ...], batch: int, repeats: int, block: int, no_torch
         with contextlib.ExitStack() as stack:
             blocks = {"float": timed_block(jax_stepper(topology, "float", batch)),
                       "bb": timed_block(jax_stepper(topology, "bb", batch))}  # fmt: skip
+            if plain:
+                for mode in ("float", "bb"):
+                    blocks[f"{mode} plain"] = timed_block(jax_stepper(topology, mode, batch, fused=False))
             if with_torch and name != "digitsnet":
                 blocks["torch float"] = stack.enter_context(torch_block(params["width"], params["resolution"], batch))
             load = os.getloadavg()[0]
@@ -199,6 +206,9 @@ def main(models: tuple[str, ...], batch: int, repeats: int, block: int, no_torch
             vs_cpu = f"  {cpu[k] / ref_cpu:5.2f}x" if ref_cpu else ""
             click.echo(f"  {k:<12} {t * 1e3:8.1f} ms{vs};  CPU {cpu[k] * 1e3:8.1f} ms{vs_cpu}")
         click.echo(f"ratio BB/float {name}: {med['bb'] / med['float']:.2f}")
+        if plain:
+            speedup = {mode: med[f"{mode} plain"] / med[mode] for mode in ("float", "bb")}
+            click.echo(f"fused kernels' speed-up {name}: float {speedup['float']:.2f}x, bb {speedup['bb']:.2f}x")
         if not ref:
             click.echo("  (PyTorch float step not timed: pip install -r benchmarks/requirements-peer.txt)")
 

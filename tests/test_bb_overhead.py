@@ -67,3 +67,15 @@ def test_a_round_or_block_of_no_steps_is_a_one_line_error(option):
 
     result = CliRunner().invoke(_bench().main, [option, "0", "--no-torch"])
     assert result.exit_code == 2 and f"Invalid value for '{option}': 0 is not in the range x>=1" in result.output
+
+
+@pytest.mark.slow
+def test_plain_adds_the_plain_kernels_steps_and_their_speed_up():
+    from click.testing import CliRunner
+
+    args = ["--model", "digitsnet", "--batch", "4", "--repeats", "1", "--block", "1", "--no-torch", "--plain"]
+    result = CliRunner().invoke(_bench().main, args)
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0] + (" plain" if " plain " in line else ""): line for line in result.output.splitlines()}
+    assert {"float", "bb", "float plain", "bb plain"} <= set(lines)
+    assert "fused kernels' speed-up digitsnet: float " in result.output and "x, bb " in result.output

@@ -1,5 +1,5 @@
-"""The recipes choose the training kernels: the MobileNet recipes train with the fused kernels, digits (and a user's
-recipe that says nothing) with the plain XLA ones, and finetune/search/train_float build their models that way."""
+"""The recipes choose the training kernels: the built-in recipes train with the fused kernels, a user's recipe that
+says nothing with the plain XLA ones, and finetune/search/train_float build their models that way."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from fb_search.recipes import get_recipe
 
 
 @pytest.mark.parametrize(
-    "recipe, fused", [("digits", False), ("cifar10", True), ("mnv1_imagenet", True), ("mnv2_imagenet", True)]
+    "recipe, fused", [("digits", True), ("cifar10", True), ("mnv1_imagenet", True), ("mnv2_imagenet", True)]
 )
 def test_recipe_kernels(recipe, fused):
     assert _api._kernels(get_recipe(recipe)) == {"fused_kernels": fused, "compute_dtype": "float32"}
@@ -38,7 +38,8 @@ def test_bad_recipe_kernels_name_the_file_and_field(tmp_path, body, message):
     assert str(err.value).endswith(message) and "\n" not in str(err.value)
 
 
-def test_train_float_builds_the_recipes_kernels(monkeypatch, tmp_path, digits):
+@pytest.mark.parametrize("fused", [True, False])
+def test_train_float_builds_the_recipes_kernels(monkeypatch, tmp_path, digits, fused):
     built = []
     real = _api.QNet
 
@@ -48,6 +49,6 @@ def test_train_float_builds_the_recipes_kernels(monkeypatch, tmp_path, digits):
         return model
 
     monkeypatch.setattr(_api, "QNet", spy)
-    monkeypatch.setattr(get_recipe("digits"), "FUSED_KERNELS", True)
+    monkeypatch.setattr(get_recipe("digits"), "FUSED_KERNELS", fused)
     fb_search.train_float("digitsnet", digits, 2, 0, tmp_path)
-    assert built and all(built[0].values()) and len(built[0]) == 7  # the seven convs of digitsnet
+    assert built and set(built[0].values()) == {fused} and len(built[0]) == 7  # the seven convs of digitsnet

@@ -19,7 +19,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from fb_search._ops import _add_all
+from fb_search._ops import _add_all, _materialize
 from fb_search.quant._grids import fake_quant, grid
 
 
@@ -72,8 +72,8 @@ def _fake_quant_by_reciprocal(x, lo, hi, eps):
 def _bwd(signed, precs, per_sample, quantlab_mask, res, g):
     x, t, z = res
     # read by the masked input gradient and the gate sums: computed once (e.g. a depthwise conv's nine taps of the
-    # input gradient; fused into both, XLA:CPU wrote each tap to memory), NaN where the grids are (t <= 0)
-    g = jax.lax.cond(jnp.all(t > 0), lambda v: v, lambda v: jnp.full_like(v, jnp.nan), g)
+    # input gradient; fused into both, XLA:CPU wrote each tap to memory)
+    g = _materialize(g, jnp.ravel(t)[0])
     grids = [grid(t, b, signed) for b in precs]
     lo, hi = grids[0][0], grids[0 if quantlab_mask else -1][1]
     gx = jnp.where((x >= lo) & (x < hi), g, jnp.zeros((), g.dtype))
