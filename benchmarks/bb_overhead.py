@@ -159,23 +159,16 @@ def interleave(blocks: dict, repeats: int, block: int = 3) -> tuple[dict[str, fl
     return {k: float(np.median(v)) for k, v in wall.items()}, {k: float(np.median(v)) for k, v in cpu.items()}
 
 
+def _count_option(name: str, default: int, help_text: str):
+    """A count option of at least 1 (0 rounds or steps would leave medians of nothing)."""
+    return click.option(name, default=default, show_default=True, type=click.IntRange(1), help=help_text)
+
+
 @click.command()
 @click.option("--model", "models", multiple=True, type=click.Choice(list(MODELS)), default=["mobilenetv1-0.25@128"])
 @click.option("--batch", default=32, show_default=True)
-@click.option(
-    "--repeats",
-    default=10,
-    show_default=True,
-    type=click.IntRange(1),
-    help="Rounds; each times --block steps of every stepper.",
-)
-@click.option(
-    "--block",
-    default=3,
-    show_default=True,
-    type=click.IntRange(1),
-    help="Steps timed per stepper and round (after one untimed).",
-)
+@_count_option("--repeats", 10, "Rounds; each times --block steps of every stepper.")
+@_count_option("--block", 3, "Steps timed per stepper and round (after one untimed).")
 @click.option("--no-torch", is_flag=True, help="Leave out PyTorch's float step even if torch is installed.")
 @click.option("--plain", is_flag=True, help="Also time both steps with the plain XLA kernels (fused_kernels=False).")
 def main(models: tuple[str, ...], batch: int, repeats: int, block: int, no_torch: bool, plain: bool) -> None:

@@ -135,21 +135,25 @@ depthwise_taps.defvjp(_dw_fwd, _dw_bwd)
 def _dw_weight_grad(xp, g, kernel, stride) -> jax.Array:
     """``(kh*kw, C)`` sums over the batch of tap patches times ``g``: one variadic reduction, an output per tap.
 
-    XLA:CPU hands a reduction of one operand to YNNPACK, which reads its input from memory, so nine separate
-    sums would write the nine patch products first (a batch-chunked ``scan`` kept them in cache, at the cost of
-    a copy of the padded input for the loop). A reduction of nine operands is XLA's own loop, which computes the
-    products as it reads the patches.
+    Nine separate sums would write the nine patch products first (see :func:`sums_in_one_pass`; a batch-chunked
+    ``scan`` kept them in cache, at the cost of a copy of the padded input for the loop).
     """
     oh, ow = g.shape[1:3]
     acc = _acc(xp)
     prods = [_patch(xp, i, j, stride, oh, ow).astype(acc) * g.astype(acc)
              for i in range(kernel[0]) for j in range(kernel[1])]  # fmt: skip
-    sums = jax.lax.reduce(prods, [jnp.zeros((), acc)] * len(prods), _add_all, (0, 1, 2))
-    return jnp.stack(sums)
+    return jnp.stack(sums_in_one_pass(prods, (0, 1, 2)))
 
 
-def _add_all(a: tuple, b: tuple) -> tuple:
-    return tuple(u + v for u, v in zip(a, b))
+def sums_in_one_pass(terms: list[jax.Array], dims: tuple[int, ...]) -> tuple[jax.Array, ...]:
+    """``sum(term, dims)`` of every term (one shape and dtype), as one variadic reduction.
+
+    XLA:CPU hands a reduction of one operand to YNNPACK, which reads that operand from memory, so an elementwise
+    term is written out first; a reduction of several operands is XLA's own loop, which computes the terms as it
+    reads their inputs.
+    """
+    zeros = [jnp.zeros((), terms[0].dtype)] * len(terms)
+    return tuple(jax.lax.reduce(terms, zeros, lambda a, b: tuple(u + v for u, v in zip(a, b)), dims))
 
 
 def pointwise(x: jax.Array, w: jax.Array) -> jax.Array:

@@ -322,7 +322,7 @@ def reestimate_bn(model: nnx.Module, x: np.ndarray, batch_size: int = 2048) -> N
     for xb in chunks:
         for bn in bns:
             bn.momentum = 0.0  # the running stats become this batch's
-        _batch_stats(model, xb)
+        _forward_in_place(model, xb)
         stats = [(np.asarray(bn.mean[...]), np.asarray(bn.var[...])) for bn in bns]
         w = len(xb) / len(x)
         sums = (
@@ -337,7 +337,8 @@ def reestimate_bn(model: nnx.Module, x: np.ndarray, batch_size: int = 2048) -> N
 
 
 @nnx.jit
-def _batch_stats(model: nnx.Module, x: jax.Array) -> None:
+def _forward_in_place(model: nnx.Module, x: jax.Array) -> None:
+    """One compiled forward pass that keeps what it writes into ``model`` (BN statistics, calibrated thresholds)."""
     model(x, None)
 
 
@@ -354,7 +355,7 @@ def calibrate(model: nnx.Module, x: np.ndarray) -> None:
     for q in quants:
         q.calibrating = True
     try:
-        _batch_stats(model, jnp.asarray(x))  # one compiled forward pass (eagerly, each quantile compiled its own)
+        _forward_in_place(model, jnp.asarray(x))  # eagerly, each quantile would compile a program of its own
     finally:
         for q in quants:
             q.calibrating = False

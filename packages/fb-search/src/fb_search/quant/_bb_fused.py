@@ -19,7 +19,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from fb_search._ops import _add_all, _materialize
+from fb_search._ops import _materialize, sums_in_one_pass
 from fb_search.quant._grids import fake_quant, grid
 
 
@@ -80,11 +80,11 @@ def _bwd(signed, precs, per_sample, quantlab_mask, res, g):
     # the residuals again, from x: the divisions were the slow part of this pass on XLA:CPU, and a product with the
     # reciprocal step rounds to the forward's grid point except at exact ties
     qs = [_fake_quant_by_reciprocal(x, *gr) for gr in grids]
-    # one reduction of all residual products: XLA's own loop, which recomputes the grids as it reads x and g (a
-    # sum per gate goes to YNNPACK, which reads the rounded and clipped x from buffers written for it)
+    # all gates in one pass, recomputing the grids as it reads x and g (a sum per gate read the rounded and
+    # clipped x from buffers written for it)
     prods = [g * (qs[k] - qs[k - 1]) for k in range(1, len(precs))]
     dims = tuple(range(1, x.ndim)) if per_sample else tuple(range(x.ndim))
-    gz = jnp.stack(jax.lax.reduce(prods, [jnp.zeros((), g.dtype)] * len(prods), _add_all, dims))
+    gz = jnp.stack(sums_in_one_pass(prods, dims))
     return gx, jnp.zeros_like(t), gz.astype(z.dtype)
 
 

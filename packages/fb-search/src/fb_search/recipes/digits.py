@@ -33,7 +33,7 @@ CALIBRATION_IMAGES = 512
 NETWORK = {"network": "digitsnet", "resolution": 16, "num_classes": 10}
 DATA = "digits"
 CKPT_EVERY = 0
-# The fused kernels (fb_search._ops, fb_search.quant._bb_fused): on 2 cores digitsnet's float step is 1.65x and its
-# search step 1.36x as fast as with the plain XLA kernels (benchmarks/README.md). Results then move by float
-# rounding whenever those kernels change; the plain ones (False) do not.
+# The fused kernels (fb_search._ops, fb_search.quant._bb_fused): on 2 cores digitsnet's float step is 1.77x and its
+# search step 1.38x as fast as with the plain XLA kernels (benchmarks/bb_overhead.py --model digitsnet --plain).
+# Results then move by float rounding whenever those kernels change; the plain ones (False) do not.
 FUSED_KERNELS = True
